@@ -1,0 +1,126 @@
+"""What every chapter's set-up cell needs: seeds, device, figure style, smoke mode, cache.
+
+Smoke mode shrinks every training run and sample count so the whole book executes
+in a few minutes (the tests use it). It is switched by one environment variable,
+``FLOWLIB_SMOKE``; any value other than ``""``, ``"0"``, ``"false"`` or ``"no"``
+turns it on. Caches of trained models live in one folder, ``FLOWLIB_CACHE``
+(default ``~/.cache/flowlib``), which :func:`clear_cache` empties.
+
+Typical use, at the top of a chapter::
+
+    from flowlib import chapter
+    setup = chapter.setup(seed=0)
+    n_samples = setup.pick(full=20_000, smoke=2_000)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+SMOKE_ENV = "FLOWLIB_SMOKE"
+CACHE_ENV = "FLOWLIB_CACHE"
+DEVICE_ENV = "FLOWLIB_DEVICE"
+
+T = TypeVar("T")
+
+
+def is_smoke() -> bool:
+    """Whether smoke mode is on (the ``FLOWLIB_SMOKE`` environment variable)."""
+    return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def pick(full: T, smoke: T) -> T:
+    """Return ``smoke`` in smoke mode and ``full`` otherwise.
+
+    Example:
+        >>> steps = pick(full=4000, smoke=200)
+    """
+    return smoke if is_smoke() else full
+
+
+def cache_dir() -> Path:
+    """The folder that holds cached models (``FLOWLIB_CACHE``, default ``~/.cache/flowlib``)."""
+    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "flowlib")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def clear_cache() -> int:
+    """Delete every cached model; return how many files were removed."""
+    path = cache_dir()
+    files = [p for p in path.rglob("*") if p.is_file()]
+    shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return len(files)
+
+
+def default_device() -> torch.device:
+    """CUDA when available (or ``FLOWLIB_DEVICE`` when set), else the CPU."""
+    requested = os.environ.get(DEVICE_ENV)
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's random number generators."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class ChapterSetup:
+    """What :func:`setup` decided, for the chapter to print and use.
+
+    Attributes:
+        seed: the seed every generator was given.
+        device: where tensors and models go.
+        smoke: whether smoke mode is on.
+        cache: the folder of cached models.
+    """
+
+    seed: int
+    device: torch.device
+    smoke: bool
+    cache: Path
+
+    def pick(self, full: T, smoke: T) -> T:
+        """``smoke`` in smoke mode, else ``full`` (see :func:`pick`)."""
+        return smoke if self.smoke else full
+
+    def __str__(self) -> str:
+        mode = "smoke (small sizes, for tests)" if self.smoke else "full"
+        return f"flowlib set-up: seed {self.seed}, device {self.device}, mode {mode}, cache {self.cache}"
+
+
+def setup(seed: int = 0, *, threads: int | None = None, style: bool = True) -> ChapterSetup:
+    """Seed everything, pick the device, apply the book's figure style.
+
+    Args:
+        seed: seed for Python, NumPy and torch.
+        threads: torch CPU threads (default: leave torch's choice).
+        style: apply :func:`flowlib.viz.use_style`.
+
+    Returns:
+        A :class:`ChapterSetup` describing the choices (print it in the chapter).
+    """
+    seed_everything(seed)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if style:
+        from flowlib import viz
+
+        viz.use_style()
+    return ChapterSetup(seed=seed, device=default_device(), smoke=is_smoke(), cache=cache_dir())

@@ -1,0 +1,164 @@
+"""Datasets: 2D toy samplers, Gaussian mixtures with known parameters, 8x8 digits.
+
+Every sampler returns a float32 tensor of shape ``(n, 2)``; a ``seed`` makes the
+draw reproducible without touching torch's global random state. The Gaussian
+mixtures come with their exact velocity and flow map (:mod:`flowlib.exact`), so
+they are the book's test beds with a known answer.
+
+Example:
+    >>> from flowlib import data
+    >>> x1 = data.sample("checkerboard", 1000, seed=0)   # (1000, 2)
+    >>> mix = data.mixture("eight_gaussians")            # exact.GaussianMixture
+    >>> images, labels = data.digits()                   # (1797, 1, 8, 8) in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from flowlib._checks import check_choice, check_positive_int
+from flowlib.exact import GaussianMixture
+
+
+def _generator(seed: int | None) -> torch.Generator | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    return torch.Generator().manual_seed(seed)
+
+
+def _checkerboard(n: int, gen: torch.Generator | None) -> torch.Tensor:
+    """Uniform on the 8 dark squares of a 4x4 board covering [-2, 2]^2."""
+    cells = torch.tensor([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0], dtype=torch.float32)
+    pick = torch.randint(len(cells), (n,), generator=gen)
+    offset = torch.rand(n, 2, generator=gen)
+    return cells[pick] + offset - 2.0
+
+
+def _moons(n: int, gen: torch.Generator | None) -> torch.Tensor:
+    """Two interleaved half circles, centred and scaled to a spread of about 1, noise sd 0.05·1.5."""
+    upper = torch.rand(n, generator=gen) < 0.5
+    angle = torch.rand(n, generator=gen) * math.pi
+    x = torch.where(upper, torch.cos(angle), 1.0 - torch.cos(angle))
+    y = torch.where(upper, torch.sin(angle), 0.5 - torch.sin(angle))
+    points = torch.stack([x - 0.5, y - 0.25], dim=1) * 1.5
+    return points + 0.075 * torch.randn(n, 2, generator=gen)
+
+
+def _rings(n: int, gen: torch.Generator | None) -> torch.Tensor:
+    """Four concentric circles of radii 0.5, 1, 1.5, 2 (points in proportion to length), noise sd 0.04."""
+    radii = torch.tensor([0.5, 1.0, 1.5, 2.0])
+    ring = torch.multinomial(radii / radii.sum(), n, replacement=True, generator=gen)
+    angle = torch.rand(n, generator=gen) * 2 * math.pi
+    points = radii[ring, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+    return points + 0.04 * torch.randn(n, 2, generator=gen)
+
+
+def _eight_gaussians_mixture() -> GaussianMixture:
+    angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+    means = 2.0 * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+    return GaussianMixture(torch.full((8,), 1 / 8), means, torch.full((8,), 0.2**2))
+
+
+def _three_ellipses_mixture() -> GaussianMixture:
+    """Three unequal components with full, rotated covariances (tests the general case)."""
+
+    def rotated(angle: float, sd_major: float, sd_minor: float) -> torch.Tensor:
+        c, s = math.cos(angle), math.sin(angle)
+        rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+        return rot @ torch.diag(torch.tensor([sd_major**2, sd_minor**2], dtype=torch.float64)) @ rot.T
+
+    means = torch.tensor([[-1.5, -0.8], [1.4, -0.6], [0.0, 1.6]], dtype=torch.float64)
+    covs = torch.stack([rotated(0.6, 0.6, 0.12), rotated(-0.9, 0.5, 0.15), rotated(0.0, 0.7, 0.1)])
+    return GaussianMixture(torch.tensor([0.3, 0.3, 0.4]), means, covs)
+
+
+def _two_modes_1d_mixture() -> GaussianMixture:
+    """A 1D mixture, 0.4·N(-1.5, 0.3²) + 0.6·N(1.5, 0.3²), for pictures in the (t, x) plane."""
+    return GaussianMixture(torch.tensor([0.4, 0.6]), torch.tensor([[-1.5], [1.5]]), torch.tensor([0.09, 0.09]))
+
+
+MIXTURES: dict[str, Callable[[], GaussianMixture]] = {
+    "eight_gaussians": _eight_gaussians_mixture,
+    "three_ellipses": _three_ellipses_mixture,
+    "two_modes_1d": _two_modes_1d_mixture,
+}
+
+SAMPLERS: dict[str, Callable[[int, torch.Generator | None], torch.Tensor]] = {
+    "checkerboard": _checkerboard,
+    "moons": _moons,
+    "rings": _rings,
+    "eight_gaussians": lambda n, gen: _eight_gaussians_mixture().sample(n, generator=gen).float(),
+    "three_ellipses": lambda n, gen: _three_ellipses_mixture().sample(n, generator=gen).float(),
+}
+
+
+def names() -> list[str]:
+    """The names :func:`sample` accepts."""
+    return sorted(SAMPLERS)
+
+
+def sample(name: str, n: int, seed: int | None = None) -> torch.Tensor:
+    """Draw ``n`` points from a 2D toy distribution.
+
+    Args:
+        name: one of ``"checkerboard"``, ``"moons"``, ``"eight_gaussians"``,
+            ``"rings"``, ``"three_ellipses"``.
+        n: number of points.
+        seed: seed for a private generator (``None`` uses torch's global one).
+
+    Returns:
+        A float32 tensor of shape ``(n, 2)``.
+
+    Raises:
+        ValueError: an unknown ``name`` (the message lists the valid ones) or ``n < 1``.
+    """
+    check_choice(name, "dataset name", SAMPLERS)
+    check_positive_int(n, "n")
+    return SAMPLERS[name](n, _generator(seed))
+
+
+def mixture(name: str) -> GaussianMixture:
+    """A Gaussian mixture with known parameters, with its exact velocity and flow map.
+
+    Args:
+        name: ``"eight_gaussians"`` (2D, 8 components of sd 0.2 on a circle of radius 2),
+            ``"three_ellipses"`` (2D, full rotated covariances), ``"two_modes_1d"`` (1D).
+
+    Returns:
+        A :class:`flowlib.exact.GaussianMixture` with the linear interpolant.
+    """
+    check_choice(name, "mixture name", MIXTURES)
+    return MIXTURES[name]()
+
+
+class Digits(NamedTuple):
+    """scikit-learn's handwritten digits.
+
+    Attributes:
+        images: float32 tensor ``(N, 1, 8, 8)`` with values in [-1, 1] (-1 is background).
+        labels: int64 tensor ``(N,)`` with the digit 0-9.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+def digits() -> Digits:
+    """scikit-learn's 1,797 8x8 digit images, scaled from {0..16} to [-1, 1].
+
+    The data ships inside scikit-learn, so nothing is downloaded.
+
+    Returns:
+        ``Digits(images, labels)`` with ``images`` of shape ``(1797, 1, 8, 8)``.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.tensor(bunch.images, dtype=torch.float32).reshape(-1, 1, 8, 8) / 8.0 - 1.0
+    return Digits(images=images, labels=torch.tensor(bunch.target, dtype=torch.int64))

@@ -1,0 +1,347 @@
+r"""Exact answers: the book's oracle (chapters 1, 2 and 4).
+
+* :class:`GaussianMixture` — data :math:`\sum_k \pi_k N(\mu_k, \Sigma_k)` in any dimension.
+  Under a Gaussian interpolant :math:`I_t = \alpha_t x_0 + \beta_t x_1` every component stays
+  Gaussian, :math:`N(\beta_t\mu_k, C_{k,t})` with :math:`C_{k,t} = \alpha_t^2 I + \beta_t^2\Sigma_k`,
+  so the marginal velocity :math:`b_t(x) = E[\dot I_t \mid I_t = x]` and the denoiser
+  :math:`D_t(x) = E[x_1 \mid I_t = x]` have closed forms (chapter 2). Its flow map
+  :math:`X_{s,t}` comes from integrating :math:`b_t` with many RK4 steps in float64 (the oracle).
+* :func:`gaussian_flow_map` — the closed-form flow map when the data is one Gaussian.
+* :class:`LinearField` — :math:`b(x) = A x` with :math:`X_{s,t}(x) = e^{(t-s)A} x` (chapter 1).
+
+Example:
+    >>> mix = GaussianMixture([0.5, 0.5], [[-2.0, 0.0], [2.0, 0.0]], [0.1, 0.1])
+    >>> x0 = torch.randn(1000, 2)
+    >>> x1 = mix.flow_map(x0, 0.0, 1.0)   # one exact jump from noise to data
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from flowlib import ode
+from flowlib._checks import TimeLike, as_points, as_times, check_positive_int
+from flowlib.interpolants import Interpolant, get_interpolant
+
+ArrayLike = torch.Tensor | Sequence | float
+
+
+def _as_float64(value: ArrayLike, name: str) -> torch.Tensor:
+    try:
+        tensor = torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a tensor or a nested list of numbers") from err
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return tensor
+
+
+def _covariances(covs: ArrayLike, n_components: int, dim: int) -> torch.Tensor:
+    """Accept a scalar, ``(K,)`` isotropic variances, or ``(K, d, d)`` full covariances."""
+    cov = _as_float64(covs, "covs")
+    eye = torch.eye(dim, dtype=torch.float64)
+    if cov.ndim == 0:
+        cov = cov * eye.expand(n_components, dim, dim)
+    elif cov.ndim == 1 and cov.shape[0] == n_components:
+        cov = cov[:, None, None] * eye
+    elif cov.shape != (n_components, dim, dim):
+        raise ValueError(
+            f"covs must be a number, a ({n_components},) tensor of variances or a "
+            f"({n_components}, {dim}, {dim}) tensor of covariance matrices; got shape {tuple(cov.shape)}"
+        )
+    if not torch.allclose(cov, cov.transpose(-1, -2), atol=1e-10):
+        raise ValueError("covs must be symmetric matrices")
+    return cov
+
+
+class GaussianMixture:
+    r"""Data distribution :math:`p_1 = \sum_k \pi_k N(\mu_k, \Sigma_k)` with exact velocity and flow map.
+
+    Args:
+        weights: ``(K,)`` positive mixture weights (normalised to sum to one).
+        means: ``(K, d)`` component means.
+        covs: a variance (shared, isotropic), ``(K,)`` isotropic variances, or
+            ``(K, d, d)`` symmetric positive-definite covariance matrices.
+        interpolant: ``"linear"``, ``"trigonometric"`` or an :class:`~flowlib.interpolants.Interpolant`.
+
+    Every method takes points ``x`` of shape ``(batch, d)`` and times as floats or
+    ``(batch,)`` tensors, computes in float64 and returns ``x``'s dtype.
+    """
+
+    def __init__(
+        self,
+        weights: ArrayLike,
+        means: ArrayLike,
+        covs: ArrayLike,
+        interpolant: str | Interpolant = "linear",
+    ) -> None:
+        w = _as_float64(weights, "weights")
+        mu = _as_float64(means, "means")
+        if mu.ndim != 2:
+            raise ValueError(f"means must have shape (K, d); got {tuple(mu.shape)}")
+        n_components, dim = mu.shape
+        if w.shape != (n_components,):
+            raise ValueError(f"weights must have shape ({n_components},) to match means; got {tuple(w.shape)}")
+        if bool((w <= 0).any()):
+            raise ValueError("weights must all be > 0")
+        cov = _covariances(covs, n_components, dim)
+        eigenvalues, eigenvectors = torch.linalg.eigh(cov)
+        if bool((eigenvalues <= 0).any()):
+            raise ValueError("covs must be positive definite (every eigenvalue > 0)")
+        self.weights = w / w.sum()
+        self.means = mu
+        self.covs = cov
+        self.interpolant = get_interpolant(interpolant)
+        self._eigenvalues = eigenvalues  # (K, d)
+        self._eigenvectors = eigenvectors  # (K, d, d), columns are eigenvectors
+
+    @property
+    def dim(self) -> int:
+        """Dimension d of the data."""
+        return self.means.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        """Number of components K."""
+        return self.means.shape[0]
+
+    def __repr__(self) -> str:
+        return f"GaussianMixture(K={self.n_components}, d={self.dim}, interpolant={self.interpolant.name!r})"
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n: int, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Draw ``n`` data points :math:`x_1 \sim p_1`; returns float64 ``(n, d)``."""
+        check_positive_int(n, "n")
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+        component = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        noise = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
+        scaled = noise * self._eigenvalues[component].sqrt()
+        return self.means[component] + torch.einsum("nde,ne->nd", self._eigenvectors[component], scaled)
+
+    def sample_marginal(self, n: int, t: float, seed: int | None = None) -> torch.Tensor:
+        """Draw ``n`` points of the marginal :math:`p_t` (the law of :math:`I_t`); float64 ``(n, d)``."""
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        x1 = self.sample(n, generator=generator)
+        x0 = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
+        return self.interpolant(x0, x1, t)
+
+    # ------------------------------------------------------------------ the closed forms
+    def _posterior(self, x: torch.Tensor, t: TimeLike, name: str = "t") -> dict[str, torch.Tensor]:
+        """Per-component quantities at ``(x, t)`` in each component's eigenbasis."""
+        as_points(x, "x", dim=self.dim)
+        x64 = x.to(torch.float64)
+        tt = as_times(t, name, x.shape[0], like=x64)
+        a = self.interpolant.alpha(tt)[:, None, None]
+        b = self.interpolant.beta(tt)[:, None, None]
+        centred = x64[:, None, :] - b * self.means[None]  # (B, K, d)
+        z = torch.einsum("kde,bkd->bke", self._eigenvectors, centred)  # eigen-coordinates
+        c = a**2 + b**2 * self._eigenvalues[None]  # eigenvalues of C_{k,t}, (B, K, d)
+        ones = torch.ones(self.dim, dtype=torch.float64)  # matmul with ones: a fast sum over d
+        log_normal = -0.5 * ((z * z / c) @ ones + c.log() @ ones + self.dim * math.log(2 * math.pi))
+        log_joint = self.weights.log()[None] + log_normal  # (B, K)
+        return {
+            "t": tt,
+            "a": a,
+            "b": b,
+            "z": z,
+            "c": c,
+            "log_joint": log_joint,
+            "posterior": torch.softmax(log_joint, dim=1),
+        }
+
+    def _from_eigen(self, coords: torch.Tensor) -> torch.Tensor:
+        """Map per-component eigen-coordinates ``(B, K, d)`` back to the standard basis."""
+        return torch.einsum("kde,bke->bkd", self._eigenvectors, coords)
+
+    def velocity(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        r"""Exact marginal velocity :math:`b_t(x) = E[\dot\alpha_t x_0 + \dot\beta_t x_1 \mid I_t = x]`.
+
+        Per component, :math:`E[x_1 \mid I_t = x, k] = \mu_k + \beta_t \Sigma_k C_{k,t}^{-1}(x - \beta_t\mu_k)`
+        and :math:`E[x_0 \mid I_t = x, k] = \alpha_t C_{k,t}^{-1}(x - \beta_t\mu_k)`; they are averaged
+        with the posterior weights :math:`P(k \mid I_t = x)`.
+
+        Args:
+            x: points ``(batch, d)``.
+            t: float or ``(batch,)`` times in [0, 1].
+
+        Returns:
+            ``(batch, d)``, with ``x``'s dtype.
+        """
+        q = self._posterior(x, t)
+        dalpha = self.interpolant.dalpha(q["t"])[:, None, None]
+        dbeta = self.interpolant.dbeta(q["t"])[:, None, None]
+        lam = self._eigenvalues[None]
+        coords = q["z"] * (dalpha * q["a"] + dbeta * q["b"] * lam) / q["c"]
+        per_component = dbeta * self.means[None] + self._from_eigen(coords)
+        return torch.einsum("bk,bkd->bd", q["posterior"], per_component).to(x.dtype)
+
+    def denoiser(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        r"""Exact denoiser :math:`D_t(x) = E[x_1 \mid I_t = x]`; ``x`` ``(batch, d)`` → ``(batch, d)``."""
+        q = self._posterior(x, t)
+        coords = q["z"] * q["b"] * self._eigenvalues[None] / q["c"]
+        per_component = self.means[None] + self._from_eigen(coords)
+        return torch.einsum("bk,bkd->bd", q["posterior"], per_component).to(x.dtype)
+
+    def posterior(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        r"""Responsibilities :math:`P(k \mid I_t = x)`, shape ``(batch, K)``."""
+        return self._posterior(x, t)["posterior"].to(x.dtype)
+
+    def log_prob(self, x: torch.Tensor, t: TimeLike = 1.0) -> torch.Tensor:
+        """Log-density of the marginal :math:`p_t` at ``x`` (default: the data, t = 1); ``(batch,)``."""
+        return torch.logsumexp(self._posterior(x, t)["log_joint"], dim=1).to(x.dtype)
+
+    # ------------------------------------------------------------------ the oracle flow map
+    def flow_map(
+        self,
+        x: torch.Tensor,
+        s: TimeLike,
+        t: TimeLike,
+        steps_per_unit: int = 256,
+        method: str = "rk4",
+    ) -> torch.Tensor:
+        r"""Oracle flow map :math:`X_{s,t}(x)`: the point at time t on the path through x at time s.
+
+        Integrates :math:`dx/dt = b_t(x)` from s to t in float64 with ``method`` and
+        ``ceil(steps_per_unit · max|t - s|)`` steps (each point on its own grid), which is
+        accurate to about 1e-6 on the book's mixtures. Works for s < t and s > t.
+
+        Args:
+            x: points at time ``s``, ``(batch, d)``.
+            s: start time, float or ``(batch,)`` tensor in [0, 1].
+            t: end time, float or ``(batch,)`` tensor in [0, 1].
+            steps_per_unit: RK4 steps per unit of time.
+            method: any solver of :mod:`flowlib.ode`.
+
+        Returns:
+            ``(batch, d)``, with ``x``'s dtype.
+        """
+        as_points(x, "x", dim=self.dim)
+        check_positive_int(steps_per_unit, "steps_per_unit")
+        x64 = x.to(torch.float64)
+        ss = as_times(s, "s", x.shape[0], like=x64)
+        tt = as_times(t, "t", x.shape[0], like=x64)
+        longest = float((tt - ss).abs().max()) if x.shape[0] else 0.0
+        if longest == 0.0:
+            return x.clone()
+        steps = max(1, math.ceil(steps_per_unit * longest))
+        grid = ode.pair_grid(ss, tt, steps, x.shape[0])
+        return ode.integrate(self.velocity, x64, grid, method=method).to(x.dtype)
+
+
+def gaussian_flow_map(
+    x: torch.Tensor,
+    s: TimeLike,
+    t: TimeLike,
+    mean: ArrayLike,
+    cov: ArrayLike,
+    interpolant: str | Interpolant = "linear",
+) -> torch.Tensor:
+    r"""Closed-form flow map when the data is a single Gaussian :math:`N(\mu, \Sigma)`.
+
+    The marginal at time t is :math:`N(m_t, C_t)` with :math:`m_t = \beta_t\mu` and
+    :math:`C_t = \alpha_t^2 I + \beta_t^2\Sigma`. All :math:`C_t` share :math:`\Sigma`'s
+    eigenvectors, so the map is affine:
+
+    .. math:: X_{s,t}(x) = m_t + C_t^{1/2} C_s^{-1/2} (x - m_s).
+
+    For the linear interpolant and :math:`\Sigma = \sigma^2 I` this is
+    :math:`m_t + (\sigma_t/\sigma_s)(x - m_s)` with :math:`\sigma_t^2 = (1-t)^2 + t^2\sigma^2`.
+
+    Args:
+        x: ``(batch, d)`` points at time s.
+        s: start time, float or ``(batch,)`` tensor in [0, 1].
+        t: end time, float or ``(batch,)`` tensor in [0, 1].
+        mean: ``(d,)`` mean of the data.
+        cov: a variance σ² (isotropic) or a ``(d, d)`` covariance matrix.
+        interpolant: the interpolant's name or object.
+
+    Returns:
+        ``(batch, d)`` with ``x``'s dtype.
+    """
+    as_points(x, "x")
+    mu = _as_float64(mean, "mean").reshape(-1)
+    dim = x.shape[1]
+    if mu.shape[0] != dim:
+        raise ValueError(f"mean must have {dim} entries to match x; got {mu.shape[0]}")
+    cov64 = _as_float64(cov, "cov")
+    if cov64.ndim == 0:
+        cov64 = cov64.reshape(1)
+    elif cov64.ndim == 2:
+        cov64 = cov64[None]
+    else:
+        raise ValueError(f"cov must be a variance or a ({dim}, {dim}) matrix; got shape {tuple(cov64.shape)}")
+    sigma = _covariances(cov64, 1, dim)[0]
+    lam, vec = torch.linalg.eigh(sigma)
+    if bool((lam <= 0).any()):
+        raise ValueError("cov must be positive definite")
+    path = get_interpolant(interpolant)
+    x64 = x.to(torch.float64)
+    ss = as_times(s, "s", x.shape[0], like=x64)[:, None]
+    tt = as_times(t, "t", x.shape[0], like=x64)[:, None]
+    c_s = path.alpha(ss) ** 2 + path.beta(ss) ** 2 * lam[None]
+    c_t = path.alpha(tt) ** 2 + path.beta(tt) ** 2 * lam[None]
+    coords = (x64 - path.beta(ss) * mu[None]) @ vec  # eigen-coordinates, (batch, d)
+    moved = path.beta(tt) * mu[None] + (coords * (c_t / c_s).sqrt()) @ vec.T
+    return moved.to(x.dtype)
+
+
+class LinearField:
+    r"""A time-independent linear velocity :math:`b(x) = A x` with its exact flow map (chapter 1).
+
+    The solution of :math:`\dot x = A x` is :math:`x(t) = e^{(t-s)A} x(s)`, so
+    :math:`X_{s,t}(x) = e^{(t-s)A}x` — for every s and t, forwards and backwards.
+
+    Args:
+        matrix: ``(d, d)`` matrix A.
+        name: a label for plots.
+    """
+
+    def __init__(self, matrix: ArrayLike, name: str = "linear field") -> None:
+        a = _as_float64(matrix, "matrix")
+        if a.ndim != 2 or a.shape[0] != a.shape[1]:
+            raise ValueError(f"matrix must be square (d, d); got shape {tuple(a.shape)}")
+        self.matrix = a
+        self.name = name
+
+    @classmethod
+    def rotation(cls, turns: float = 0.5) -> LinearField:
+        r"""Rotation by ``turns`` full turns per unit time: :math:`A = 2\pi\,\mathrm{turns}\,[[0, -1], [1, 0]]`."""
+        w = 2 * math.pi * turns
+        return cls([[0.0, -w], [w, 0.0]], name=f"rotation ({turns} turn per unit time)")
+
+    @classmethod
+    def shear(cls, rate: float = 2.0) -> LinearField:
+        """Horizontal shear :math:`A = [[0, k], [0, 0]]`: points slide sideways at speed k·y."""
+        return cls([[0.0, rate], [0.0, 0.0]], name=f"shear (rate {rate})")
+
+    @classmethod
+    def spiral(cls, turns: float = 0.5, decay: float = 1.0) -> LinearField:
+        r"""Rotation plus contraction, :math:`A = -\mathrm{decay}\,I + 2\pi\,\mathrm{turns}\,J`."""
+        w = 2 * math.pi * turns
+        return cls([[-decay, -w], [w, -decay]], name=f"spiral ({turns} turn, decay {decay})")
+
+    @property
+    def dim(self) -> int:
+        """Dimension d."""
+        return self.matrix.shape[0]
+
+    def __repr__(self) -> str:
+        return f"LinearField({self.name!r}, A={self.matrix.tolist()})"
+
+    def velocity(self, x: torch.Tensor, t: TimeLike = 0.0) -> torch.Tensor:
+        """:math:`b(x) = A x` for ``x`` of shape ``(batch, d)``; ``t`` is accepted and ignored."""
+        as_points(x, "x", dim=self.dim)
+        return x @ self.matrix.to(x.dtype).T
+
+    def flow_map(self, x: torch.Tensor, s: TimeLike, t: TimeLike) -> torch.Tensor:
+        """:math:`X_{s,t}(x) = e^{(t-s)A} x`; ``x`` ``(batch, d)``, ``s``/``t`` floats or ``(batch,)``."""
+        as_points(x, "x", dim=self.dim)
+        x64 = x.to(torch.float64)
+        ss = as_times(s, "s", x.shape[0], like=x64)
+        tt = as_times(t, "t", x.shape[0], like=x64)
+        propagators = torch.linalg.matrix_exp((tt - ss)[:, None, None] * self.matrix[None])
+        return torch.einsum("bij,bj->bi", propagators, x64).to(x.dtype)

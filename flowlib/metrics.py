@@ -1,0 +1,237 @@
+r"""How close are two point clouds? Sample-quality metrics, always read against a floor.
+
+* :func:`sliced_w2` — :math:`\sqrt{E_\theta W_2^2(\theta^\top a, \theta^\top b)}` over random unit
+  directions θ; each 1D distance is exact (sort and match quantiles).
+* :func:`energy_distance` — :math:`2E\|X-Y\| - E\|X-X'\| - E\|Y-Y'\|` (V-statistic, ≥ 0).
+* :func:`w2` — the exact 2-Wasserstein distance between two equal-size sets (optimal matching).
+* :func:`map_error` — mean distance between a map's outputs and the oracle's.
+* :func:`against_floor` — a metric's value next to its *floor*, the same metric between two
+  independent draws of the data itself: finite samples never reach zero, so the floor is
+  what "perfect" looks like at that sample size.
+
+Every metric takes ``a`` of shape ``(n, d)`` and ``b`` of shape ``(m, d)`` (images are
+flattened) and returns a Python float, deterministic for a given ``seed``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from flowlib._checks import as_points, check_positive_int
+
+Metric = Callable[[torch.Tensor, torch.Tensor], float]
+
+
+def _pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    as_points(a, "a")
+    as_points(b, "b")
+    a2 = a.detach().reshape(a.shape[0], -1).to(torch.float64).cpu()
+    b2 = b.detach().reshape(b.shape[0], -1).to(torch.float64).cpu()
+    if a2.shape[1] != b2.shape[1]:
+        raise ValueError(f"a and b must have the same number of features; got {a2.shape[1]} and {b2.shape[1]}")
+    return a2, b2
+
+
+def _quantiles(sorted_values: torch.Tensor, m: int) -> torch.Tensor:
+    """Values of the empirical quantile function at the ``m`` midpoints ``(i + 0.5)/m``."""
+    n = sorted_values.shape[0]
+    if n == m:
+        return sorted_values
+    index = ((torch.arange(m, dtype=torch.float64) + 0.5) * n / m).floor().long().clamp(max=n - 1)
+    return sorted_values[index]
+
+
+def sliced_w2(a: torch.Tensor, b: torch.Tensor, n_projections: int = 512, seed: int = 0) -> float:
+    r"""Sliced 2-Wasserstein distance :math:`\sqrt{E_\theta W_2^2(\theta^\top a, \theta^\top b)}`.
+
+    Args:
+        a: ``(n, d)`` points.
+        b: ``(m, d)`` points (when n ≠ m, both quantile functions are compared on a common grid).
+        n_projections: number of random unit directions θ.
+        seed: seed of the directions.
+
+    Returns:
+        The distance (same units as the points).
+    """
+    a2, b2 = _pair(a, b)
+    check_positive_int(n_projections, "n_projections")
+    generator = torch.Generator().manual_seed(seed)
+    theta = torch.randn(a2.shape[1], n_projections, dtype=torch.float64, generator=generator)
+    theta = theta / theta.norm(dim=0, keepdim=True)
+    pa = (a2 @ theta).sort(dim=0).values
+    pb = (b2 @ theta).sort(dim=0).values
+    m = max(pa.shape[0], pb.shape[0])
+    squared = (_quantiles(pa, m) - _quantiles(pb, m)).pow(2).mean()
+    return math.sqrt(float(squared))
+
+
+def _mean_pairwise_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048) -> float:
+    total = 0.0
+    for start in range(0, a.shape[0], chunk):
+        total += float(torch.cdist(a[start : start + chunk], b).sum())
+    return total / (a.shape[0] * b.shape[0])
+
+
+def energy_distance(a: torch.Tensor, b: torch.Tensor, max_points: int = 10_000, seed: int = 0) -> float:
+    r"""Energy distance :math:`2E\|X-Y\| - E\|X-X'\| - E\|Y-Y'\|` (V-statistic, so never negative).
+
+    Zero only when the two distributions agree; for two finite samples of the same
+    distribution it is of order :math:`1/n` (see :func:`against_floor`).
+
+    Args:
+        a: ``(n, d)`` points.
+        b: ``(m, d)`` points.
+        max_points: larger sets are subsampled (with ``seed``) to bound the O(n²) cost.
+        seed: seed of that subsampling.
+
+    Returns:
+        The energy distance (units of distance).
+    """
+    a2, b2 = _pair(a, b)
+    check_positive_int(max_points, "max_points", minimum=2)
+    generator = torch.Generator().manual_seed(seed)
+    if a2.shape[0] > max_points:
+        a2 = a2[torch.randperm(a2.shape[0], generator=generator)[:max_points]]
+    if b2.shape[0] > max_points:
+        b2 = b2[torch.randperm(b2.shape[0], generator=generator)[:max_points]]
+    cross = _mean_pairwise_distance(a2, b2)
+    within_a = _mean_pairwise_distance(a2, a2)
+    within_b = _mean_pairwise_distance(b2, b2)
+    return max(0.0, 2 * cross - within_a - within_b)
+
+
+def w2(a: torch.Tensor, b: torch.Tensor, max_points: int = 4000) -> float:
+    r"""Exact 2-Wasserstein distance between two sets of the same size.
+
+    Solves the optimal matching :math:`\min_\pi \frac1n\sum_i \|a_i - b_{\pi(i)}\|^2` with
+    SciPy's Hungarian algorithm (O(n³): keep n in the low thousands) and returns its square root.
+
+    Args:
+        a: ``(n, d)`` points.
+        b: ``(n, d)`` points.
+        max_points: refuse larger sets rather than run for minutes.
+
+    Returns:
+        The distance.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    a2, b2 = _pair(a, b)
+    if a2.shape[0] != b2.shape[0]:
+        raise ValueError(f"w2 needs sets of the same size; got {a2.shape[0]} and {b2.shape[0]}")
+    if a2.shape[0] > max_points:
+        raise ValueError(f"w2 is O(n^3); got n = {a2.shape[0]} > max_points = {max_points} (use sliced_w2)")
+    cost = torch.cdist(a2, b2).pow(2).numpy()
+    rows, cols = linear_sum_assignment(cost)
+    return math.sqrt(float(cost[rows, cols].mean()))
+
+
+def map_error(estimate: torch.Tensor, reference: torch.Tensor) -> float:
+    r"""Mean Euclidean distance :math:`\frac1n\sum_i \|\hat X(x_i) - X(x_i)\|` between paired outputs.
+
+    Args:
+        estimate: ``(n, ...)`` outputs of a learned or approximate map.
+        reference: ``(n, ...)`` outputs of the exact map on the same inputs.
+    """
+    a2, b2 = _pair(estimate, reference)
+    if a2.shape != b2.shape:
+        raise ValueError(f"estimate and reference must be paired (same shape); got {a2.shape} and {b2.shape}")
+    return float((a2 - b2).norm(dim=1).mean())
+
+
+@dataclass(frozen=True)
+class FloorReport:
+    """A metric next to its data-vs-data floor, each averaged over repeats.
+
+    Attributes:
+        metric: the metric's name.
+        value, value_se: mean and standard error of metric(samples, fresh data).
+        floor, floor_se: mean and standard error of metric(data, independent data).
+        n: points per set.
+        repeats: how many independent repeats.
+    """
+
+    metric: str
+    value: float
+    value_se: float
+    floor: float
+    floor_se: float
+    n: int
+    repeats: int
+
+    @property
+    def ratio(self) -> float:
+        """Value / floor: 1 means "as good as a fresh sample of the data"."""
+        return self.value / self.floor if self.floor > 0 else math.inf
+
+    @property
+    def ratio_se(self) -> float:
+        """Standard error of the ratio (delta method, independent estimates)."""
+        if self.floor <= 0 or self.value <= 0:
+            return math.inf
+        relative = math.hypot(self.value_se / self.value, self.floor_se / self.floor)
+        return self.ratio * relative
+
+    def __str__(self) -> str:
+        return (
+            f"{self.metric}: {self.value:.4f} ± {self.value_se:.4f}  "
+            f"(floor {self.floor:.4f} ± {self.floor_se:.4f}, ratio {self.ratio:.2f} ± {self.ratio_se:.2f}; "
+            f"n = {self.n}, {self.repeats} repeats)"
+        )
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(variance / len(values))
+
+
+def against_floor(
+    metric: Metric,
+    samples: torch.Tensor | Callable[[int, int], torch.Tensor],
+    data: Callable[[int, int], torch.Tensor],
+    n: int = 4000,
+    repeats: int = 5,
+    seed: int = 0,
+    name: str | None = None,
+) -> FloorReport:
+    """Report ``metric(samples, data)`` next to ``metric(data, data')``.
+
+    Args:
+        metric: ``metric(a, b) -> float``, e.g. :func:`sliced_w2`.
+        samples: a tensor of at least ``n · repeats`` model samples (split into
+            ``repeats`` disjoint sets), or ``samples(n, seed) -> (n, d)``.
+        data: ``data(n, seed) -> (n, d)``, fresh draws of the true distribution.
+        n: points per set.
+        repeats: independent repeats (≥ 2 for a standard error).
+        seed: base seed; repeat r uses seeds derived from it.
+        name: the metric's name for printing (default: the function's name).
+
+    Returns:
+        A :class:`FloorReport`.
+    """
+    check_positive_int(n, "n", minimum=2)
+    check_positive_int(repeats, "repeats")
+    if isinstance(samples, torch.Tensor):
+        as_points(samples, "samples")
+        if samples.shape[0] < n * repeats:
+            raise ValueError(f"samples needs at least n * repeats = {n * repeats} points; got {samples.shape[0]}")
+    elif not callable(samples):
+        raise TypeError("samples must be a tensor or a callable samples(n, seed)")
+    values, floors = [], []
+    for r in range(repeats):
+        reference = data(n, seed + 1000 * r)
+        other = data(n, seed + 1000 * r + 1)
+        model = samples[r * n : (r + 1) * n] if isinstance(samples, torch.Tensor) else samples(n, seed + 1000 * r + 2)
+        values.append(metric(model, reference))
+        floors.append(metric(other, reference))
+    value, value_se = _mean_se(values)
+    floor, floor_se = _mean_se(floors)
+    label = name or getattr(metric, "__name__", None) or getattr(getattr(metric, "func", None), "__name__", "metric")
+    return FloorReport(label, value, value_se, floor, floor_se, n, repeats)

@@ -1,0 +1,93 @@
+r"""Small networks that take a point and one or two times (chapters 2 and later).
+
+* :class:`TimeEmbedding` — :math:`t \mapsto (t, \sin 2\pi f_k t, \cos 2\pi f_k t)_k` with
+  frequencies :math:`f_k = 2^k`: lets a small MLP resolve fast changes in time.
+* :class:`MLP` — ``forward(x, *times)``: the input is x concatenated with one embedding per
+  time. With one time it is a velocity model :math:`b_t(x)`; with two, :math:`v_{s,t}(x)`.
+
+Example:
+    >>> net = MLP(dim=2, width=128, depth=3)         # b_t(x)
+    >>> v = net(torch.randn(64, 2), torch.rand(64))   # (64, 2)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from flowlib._checks import TimeLike, as_times, check_choice, check_positive_int
+
+ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+class TimeEmbedding(nn.Module):
+    """Fourier features of a time: ``(batch,)`` → ``(batch, 1 + 2·n_frequencies)``.
+
+    Args:
+        n_frequencies: number of frequencies :math:`f_k = 2^k`, k = 0, …, n − 1.
+    """
+
+    def __init__(self, n_frequencies: int = 6) -> None:
+        super().__init__()
+        check_positive_int(n_frequencies, "n_frequencies")
+        self.register_buffer("frequencies", 2.0 * math.pi * 2.0 ** torch.arange(n_frequencies, dtype=torch.float32))
+
+    @property
+    def out_features(self) -> int:
+        """Width of the embedding."""
+        return 1 + 2 * self.frequencies.numel()
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t[:, None] * self.frequencies.to(t.dtype)
+        return torch.cat([t[:, None], torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron on ``[x, embed(t_1), …, embed(t_k)]``.
+
+    Args:
+        dim: number of features of a point (inputs ``(batch, dim)``).
+        width: hidden width.
+        depth: number of hidden layers.
+        n_times: how many times the network takes (1 for :math:`b_t`, 2 for :math:`v_{s,t}`).
+        n_frequencies: frequencies of each :class:`TimeEmbedding`.
+        activation: ``"silu"``, ``"gelu"``, ``"relu"`` or ``"tanh"``.
+
+    Shapes:
+        ``forward(x, t_1, …)``: x ``(batch, dim)``, each time a float or ``(batch,)`` → ``(batch, dim)``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        width: int = 256,
+        depth: int = 4,
+        n_times: int = 1,
+        n_frequencies: int = 6,
+        activation: str = "silu",
+    ) -> None:
+        super().__init__()
+        check_positive_int(dim, "dim")
+        check_positive_int(width, "width")
+        check_positive_int(depth, "depth")
+        check_positive_int(n_times, "n_times")
+        check_choice(activation, "activation", ACTIVATIONS)
+        self.dim, self.n_times = dim, n_times
+        self.embedding = TimeEmbedding(n_frequencies)
+        layers: list[nn.Module] = []
+        features = dim + n_times * self.embedding.out_features
+        for _ in range(depth):
+            layers += [nn.Linear(features, width), ACTIVATIONS[activation]()]
+            features = width
+        layers.append(nn.Linear(features, dim))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, *times: TimeLike) -> torch.Tensor:
+        if len(times) != self.n_times:
+            raise TypeError(f"this MLP takes {self.n_times} time(s) after x; got {len(times)}")
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (batch, {self.dim}); got {tuple(x.shape)}")
+        embedded = [self.embedding(as_times(t, f"time {i + 1}", x.shape[0], like=x)) for i, t in enumerate(times)]
+        return self.layers(torch.cat([x, *embedded], dim=1))

@@ -1,0 +1,296 @@
+"""The book's figures: one style, colour-blind-safe colours, plotting helpers, small animations.
+
+Colours follow Okabe and Ito's palette (distinguishable with the common forms of
+colour blindness). Animations are rendered with matplotlib's ``to_jshtml`` (no ffmpeg,
+no CDN): a few dozen small PNG frames and a player that works on the static site.
+
+Example:
+    >>> from flowlib import viz
+    >>> viz.use_style()
+    >>> fig, ax = plt.subplots()
+    >>> viz.scatter(ax, points, label="data")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from collections.abc import Callable, Sequence
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import animation
+
+from flowlib._checks import check_positive_int
+
+#: Okabe-Ito colours: blue, orange, green, vermillion, purple, sky blue, yellow, black.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+NOISE_COLOR = "#999999"
+DATA_COLOR = PALETTE[0]
+MODEL_COLOR = PALETTE[3]
+PATH_COLOR = "#B0B0B0"
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style (called by :func:`flowlib.chapter.setup`)."""
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (6.4, 4.0),
+            "figure.dpi": 100,
+            "savefig.dpi": 100,
+            "font.size": 10,
+            "axes.titlesize": 11,
+            "axes.labelsize": 10,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.prop_cycle": mpl.cycler(color=PALETTE),
+            "image.cmap": "viridis",
+            "legend.frameon": False,
+            "animation.embed_limit": 8.0,
+        }
+    )
+
+
+def to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Detach, move to the CPU and convert to a NumPy array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def square(ax: plt.Axes, lim: float = 3.0, title: str | None = None) -> plt.Axes:
+    """Square axes on [-lim, lim]² labelled x₁ (first coordinate) and x₂ (second)."""
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("first coordinate")
+    ax.set_ylabel("second coordinate")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def scatter(
+    ax: plt.Axes,
+    points: torch.Tensor | np.ndarray,
+    color: str = DATA_COLOR,
+    size: float = 2.0,
+    alpha: float = 0.5,
+    label: str | None = None,
+    max_points: int = 20_000,
+) -> None:
+    """Scatter ``(n, 2)`` points (at most ``max_points`` of them)."""
+    p = to_numpy(points)[:max_points]
+    ax.scatter(p[:, 0], p[:, 1], s=size, alpha=alpha, color=color, label=label, linewidths=0, rasterized=True)
+
+
+def plot_paths(
+    ax: plt.Axes,
+    path: torch.Tensor | np.ndarray,
+    color: str = PATH_COLOR,
+    linewidth: float = 0.6,
+    alpha: float = 0.8,
+    ends: bool = True,
+    max_paths: int = 400,
+) -> None:
+    """Draw trajectories ``(n_times, batch, 2)`` in the plane, with start (grey) and end (blue) dots."""
+    p = to_numpy(path)[:, :max_paths]
+    ax.plot(p[:, :, 0], p[:, :, 1], color=color, lw=linewidth, alpha=alpha)
+    if ends:
+        ax.scatter(p[0, :, 0], p[0, :, 1], s=6, color=NOISE_COLOR, zorder=3, linewidths=0)
+        ax.scatter(p[-1, :, 0], p[-1, :, 1], s=6, color=DATA_COLOR, zorder=3, linewidths=0)
+
+
+def plot_paths_1d(
+    ax: plt.Axes,
+    times: torch.Tensor | np.ndarray,
+    path: torch.Tensor | np.ndarray,
+    color: str = PALETTE[0],
+    linewidth: float = 0.7,
+    alpha: float = 0.6,
+    max_paths: int = 400,
+) -> None:
+    """Draw 1D trajectories in the (t, x) plane; ``path`` is ``(n_times, batch)`` or ``(n_times, batch, 1)``."""
+    p = to_numpy(path)
+    if p.ndim == 3:
+        p = p[..., 0]
+    ax.plot(to_numpy(times), p[:, :max_paths], color=color, lw=linewidth, alpha=alpha)
+    ax.set_xlabel("time t (0 = noise, 1 = data)")
+    ax.set_ylabel("position x")
+
+
+def quiver(
+    ax: plt.Axes,
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    t: float,
+    lim: float = 3.0,
+    n: int = 17,
+    color: str = "#333333",
+    scale: float | None = None,
+) -> None:
+    """Arrows of ``velocity(x, t)`` on an n×n grid over [-lim, lim]²."""
+    check_positive_int(n, "n", minimum=2)
+    g = torch.linspace(-lim, lim, n)
+    xx, yy = torch.meshgrid(g, g, indexing="xy")
+    grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+    with torch.no_grad():
+        v = to_numpy(velocity(grid, torch.full((grid.shape[0],), float(t))))
+    ax.quiver(
+        to_numpy(grid[:, 0]),
+        to_numpy(grid[:, 1]),
+        v[:, 0],
+        v[:, 1],
+        color=color,
+        angles="xy",
+        scale_units="xy",
+        scale=scale,
+        width=0.004,
+    )
+
+
+def warped_grid(
+    ax: plt.Axes,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    lim: float = 2.0,
+    n_lines: int = 11,
+    resolution: int = 100,
+    color: str = PALETTE[0],
+    linewidth: float = 0.8,
+) -> None:
+    """Draw the image of a square grid of lines under ``transform`` (``(n, 2) -> (n, 2)``)."""
+    g = torch.linspace(-lim, lim, n_lines, dtype=torch.float64)
+    fine = torch.linspace(-lim, lim, resolution, dtype=torch.float64)
+    for value in g:
+        constant = value.expand(resolution)
+        for line in (torch.stack([fine, constant], 1), torch.stack([constant, fine], 1)):
+            with torch.no_grad():
+                image = to_numpy(transform(line))
+            ax.plot(image[:, 0], image[:, 1], color=color, lw=linewidth)
+
+
+def show_images(
+    ax: plt.Axes,
+    images: torch.Tensor | np.ndarray,
+    n_columns: int = 10,
+    title: str | None = None,
+) -> None:
+    """Tile ``(n, 1, H, W)`` images in [-1, 1] into one grey picture on ``ax``."""
+    x = to_numpy(images)
+    n, _, h, w = x.shape
+    rows = int(np.ceil(n / n_columns))
+    canvas = np.ones((rows * (h + 1) + 1, n_columns * (w + 1) + 1))
+    for i in range(n):
+        r, c = divmod(i, n_columns)
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = x[i, 0]
+    ax.imshow(canvas, cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+
+
+# matplotlib's player draws its buttons with Font Awesome icons from a CDN; the book stays offline, so the
+# stylesheet link is dropped and each icon becomes a plain character.
+_ICONS = {
+    "fa fa-minus": "\u2212",
+    "fa fa-plus": "+",
+    "fa fa-fast-backward": "|\u25c0\u25c0",
+    "fa fa-step-backward": "|\u25c0",
+    "fa fa-play fa-flip-horizontal": "\u25c0",
+    "fa fa-pause": "\u275a\u275a",
+    "fa fa-play": "\u25b6",
+    "fa fa-step-forward": "\u25b6|",
+    "fa fa-fast-forward": "\u25b6\u25b6|",
+}
+
+
+_animation_counter = itertools.count()
+
+
+def _offline_player(html: str) -> str:
+    """Remove the CDN stylesheet from ``to_jshtml`` output, draw icons as text, and make the id deterministic."""
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", html)
+    for css_class, text in _ICONS.items():
+        html = html.replace(f'<i class="{css_class}"></i>', f'<span aria-hidden="true">{text}</span>')
+    ids = set(re.findall(r"anim[0-9a-f]{32}", html))
+    for old in ids:
+        digest = hashlib.sha1(html.replace(old, "").encode("utf-8")).hexdigest()[:24]
+        html = html.replace(old, f"anim{digest}{next(_animation_counter):08x}")
+    return html
+
+
+def animation_html(
+    fig: plt.Figure,
+    update: Callable[[int], object],
+    n_frames: int,
+    interval: int = 80,
+    max_frames: int = 60,
+    max_bytes: int = 3_000_000,
+) -> str:
+    """Render an animation to self-contained HTML with ``to_jshtml`` and close the figure.
+
+    Args:
+        fig: the figure, already drawn in its first state.
+        update: ``update(frame)`` redraws the figure for ``frame`` in ``range(n_frames)``.
+        n_frames: number of frames (at most ``max_frames``).
+        interval: milliseconds between frames.
+        max_frames: refuse more frames than this (keeps pages light).
+        max_bytes: refuse HTML larger than this.
+
+    Returns:
+        The HTML string (wrap it in ``IPython.display.HTML`` to show it).
+    """
+    check_positive_int(n_frames, "n_frames")
+    if n_frames > max_frames:
+        plt.close(fig)
+        raise ValueError(f"n_frames = {n_frames} exceeds max_frames = {max_frames}; use fewer frames")
+    anim = animation.FuncAnimation(fig, update, frames=n_frames, interval=interval, blit=False)
+    html = _offline_player(anim.to_jshtml(default_mode="loop"))
+    plt.close(fig)
+    if len(html) > max_bytes:
+        raise ValueError(f"animation is {len(html)} bytes > max_bytes = {max_bytes}; lower the dpi or frames")
+    return html
+
+
+def animate_points(
+    path: torch.Tensor | np.ndarray,
+    times: Sequence[float] | torch.Tensor | np.ndarray,
+    lim: float = 3.0,
+    title: str = "",
+    n_frames: int = 40,
+    color: str = PALETTE[0],
+    trail: bool = True,
+    max_trails: int = 60,
+    dpi: int = 60,
+    size: float = 3.6,
+) -> str:
+    """Animate a cloud moving along trajectories ``(n_times, batch, 2)``; returns HTML.
+
+    Frames are taken at ``n_frames`` evenly spaced indices of the path; the title
+    shows the current time. A few trajectories are drawn as faint trails.
+    """
+    p = to_numpy(path)
+    tt = to_numpy(torch.as_tensor(times)).reshape(-1)
+    if p.ndim != 3 or p.shape[2] != 2 or p.shape[0] != tt.shape[0]:
+        raise ValueError(f"path must be (n_times, batch, 2) with n_times = len(times); got {p.shape}, {tt.shape}")
+    frames = np.unique(np.linspace(0, p.shape[0] - 1, min(n_frames, p.shape[0])).round().astype(int))
+    fig, ax = plt.subplots(figsize=(size, size), dpi=dpi)
+    square(ax, lim)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    if trail:
+        ax.plot(p[:, :max_trails, 0], p[:, :max_trails, 1], color=PATH_COLOR, lw=0.5, alpha=0.7)
+    dots = ax.scatter(p[0, :, 0], p[0, :, 1], s=3, color=color, linewidths=0)
+    label = ax.set_title(f"{title} t = {tt[0]:.2f}")
+    fig.tight_layout()
+
+    def update(k: int) -> None:
+        i = frames[k]
+        dots.set_offsets(p[i])
+        label.set_text(f"{title} t = {tt[i]:.2f}")
+
+    return animation_html(fig, update, len(frames))

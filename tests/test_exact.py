@@ -1,0 +1,256 @@
+"""The oracle is the book's ground truth, so it is tested against independent computations."""
+
+import math
+
+import pytest
+import torch
+
+from flowlib import data, exact, metrics
+from flowlib.exact import GaussianMixture, LinearField, gaussian_flow_map
+from flowlib.interpolants import get_interpolant
+
+MIXTURES = ["eight_gaussians", "three_ellipses"]
+
+
+def mixture(name: str, interpolant: str = "linear") -> GaussianMixture:
+    base = data.mixture(name)
+    return GaussianMixture(base.weights, base.means, base.covs, interpolant=interpolant)
+
+
+def points(n: int = 64, dim: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------- velocity and denoiser
+def monte_carlo_velocity(mix: GaussianMixture, x: torch.Tensor, t: float, n: int = 400_000) -> torch.Tensor:
+    """Self-normalised importance sampling of E[dI/dt | I_t = x] using data samples only."""
+    path = mix.interpolant
+    tt = torch.tensor(t, dtype=torch.float64)
+    a, b, da, db = path.alpha(tt), path.beta(tt), path.dalpha(tt), path.dbeta(tt)
+    x1 = mix.sample(n, seed=1)
+    estimates = []
+    for xi in x:
+        log_w = -((xi - b * x1) ** 2).sum(1) / (2 * a**2)
+        w = torch.softmax(log_w, 0)
+        x0 = (xi - b * x1) / a
+        estimates.append((w[:, None] * (da * x0 + db * x1)).sum(0))
+    return torch.stack(estimates)
+
+
+@pytest.mark.parametrize("interpolant", ["linear", "trigonometric"])
+@pytest.mark.parametrize("t", [0.3, 0.6])
+def test_velocity_matches_monte_carlo(interpolant, t):
+    mix = mixture("eight_gaussians", interpolant)
+    x = mix.sample_marginal(6, t, seed=5)
+    estimate = monte_carlo_velocity(mix, x, t)
+    assert torch.allclose(mix.velocity(x, t), estimate, atol=0.03)
+
+
+@pytest.mark.parametrize("name", MIXTURES)
+@pytest.mark.parametrize("interpolant", ["linear", "trigonometric"])
+def test_velocity_solves_the_continuity_equation(name, interpolant):
+    """d/dt log p_t + div b_t + b_t . grad log p_t = 0, with p_t and b_t both in closed form."""
+    mix = mixture(name, interpolant)
+    t = 0.55
+    x = mix.sample_marginal(12, t, seed=2).requires_grad_(True)
+    h = 1e-5
+    dlogp_dt = (mix.log_prob(x.detach(), t + h) - mix.log_prob(x.detach(), t - h)) / (2 * h)
+    score = torch.autograd.grad(mix.log_prob(x, t).sum(), x)[0]
+    velocity = mix.velocity(x, t)
+    divergence = sum(torch.autograd.grad(velocity[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(2))
+    residual = dlogp_dt + divergence + (velocity * score).sum(1)
+    assert residual.abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("interpolant", ["linear", "trigonometric"])
+def test_single_gaussian_velocity_is_the_time_derivative_of_the_closed_form_map(interpolant):
+    mean, cov = torch.tensor([0.5, -1.0]), torch.tensor([[0.5, 0.2], [0.2, 0.3]])
+    mix = GaussianMixture([1.0], mean[None], cov[None], interpolant=interpolant)
+    x, s, h = points(), 0.4, 1e-5
+    derivative = (
+        gaussian_flow_map(x, s, s + h, mean, cov, interpolant) - gaussian_flow_map(x, s, s - h, mean, cov, interpolant)
+    ) / (2 * h)
+    assert torch.allclose(mix.velocity(x, s), derivative, atol=1e-7)
+
+
+def test_denoiser_relations_linear_interpolant():
+    mix = mixture("three_ellipses")
+    t = 0.7
+    x = mix.sample_marginal(20, t, seed=3).requires_grad_(True)
+    denoised = mix.denoiser(x, t)
+    # D_t(x) = x + (1 - t) b_t(x) for the linear interpolant
+    assert torch.allclose(denoised, x + (1 - t) * mix.velocity(x, t), atol=1e-10)
+    # Tweedie: grad log p_t(x) = (beta_t D_t(x) - x) / alpha_t^2
+    score = torch.autograd.grad(mix.log_prob(x, t).sum(), x)[0]
+    assert torch.allclose(score, (t * denoised - x) / (1 - t) ** 2, atol=1e-8)
+
+
+def test_velocity_at_the_ends_linear():
+    mix = mixture("eight_gaussians")
+    x = points()
+    mean = (mix.weights[:, None] * mix.means).sum(0)
+    assert torch.allclose(mix.velocity(x, 0.0), mean - x, atol=1e-12)  # b_0(x) = E[x1] - x
+    assert torch.allclose(mix.velocity(x, 1.0), x, atol=1e-12)  # b_1(x) = x - E[x0 | x1 = x] = x
+
+
+def test_log_prob_integrates_to_one():
+    mix = mixture("eight_gaussians")
+    g = torch.linspace(-4.5, 4.5, 301, dtype=torch.float64)
+    xx, yy = torch.meshgrid(g, g, indexing="ij")
+    grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    cell = (g[1] - g[0]) ** 2
+    for t in (0.5, 1.0):
+        assert float(mix.log_prob(grid, t).exp().sum() * cell) == pytest.approx(1.0, abs=2e-3)
+
+
+# --------------------------------------------------------------------------- the oracle flow map
+@pytest.mark.parametrize("name", MIXTURES)
+def test_identity(name):
+    mix = mixture(name)
+    x = points()
+    for t in (0.0, 0.37, 1.0):
+        assert torch.equal(mix.flow_map(x, t, t), x)
+
+
+@pytest.mark.parametrize("name", MIXTURES)
+def test_composition(name):
+    mix = mixture(name)
+    x = points(200)
+    s, u, t = 0.05, 0.537, 0.97  # u deliberately off the solver's grid
+    direct = mix.flow_map(x, s, t)
+    composed = mix.flow_map(mix.flow_map(x, s, u), u, t)
+    assert (direct - composed).norm(dim=1).max() < 1e-5
+
+
+@pytest.mark.parametrize("name", MIXTURES)
+def test_inverse(name):
+    mix = mixture(name)
+    x = points(200)
+    forward = mix.flow_map(x, 0.0, 1.0)
+    assert (mix.flow_map(forward, 1.0, 0.0) - x).norm(dim=1).max() < 1e-5
+    x_late = mix.sample_marginal(200, 0.8, seed=4)  # points where the flow actually goes at t = 0.8
+    back = mix.flow_map(x_late, 0.8, 0.15)  # s > t works too
+    assert (mix.flow_map(back, 0.15, 0.8) - x_late).norm(dim=1).max() < 1e-5
+
+
+def test_per_sample_times():
+    mix = mixture("eight_gaussians")
+    x = points(5)
+    s = torch.tensor([0.0, 0.2, 0.5, 0.9, 0.3], dtype=torch.float64)
+    t = torch.tensor([1.0, 0.6, 0.5, 0.1, 0.31], dtype=torch.float64)
+    batched = mix.flow_map(x, s, t)
+    one_by_one = torch.cat([mix.flow_map(x[i : i + 1], float(s[i]), float(t[i])) for i in range(5)])
+    assert torch.allclose(batched, one_by_one, atol=1e-7)
+
+
+def test_tangent_condition():
+    """(X_{s,s+h}(x) - x) / h -> b_s(x), with an error of order h."""
+    mix = mixture("three_ellipses")
+    x, s = points(50), 0.45
+    errors = []
+    for h in (1e-1, 1e-2, 1e-3):
+        slope = (mix.flow_map(x, s, s + h) - x) / h
+        errors.append(float((slope - mix.velocity(x, s)).norm(dim=1).max()))
+    assert errors[2] < 1e-2 * 5
+    assert errors[1] / errors[2] == pytest.approx(10, rel=0.3)  # first order in h
+    assert errors[0] > errors[1] > errors[2]
+
+
+@pytest.mark.parametrize("interpolant", ["linear", "trigonometric"])
+@pytest.mark.parametrize("cov", [0.3, [[0.5, 0.2], [0.2, 0.3]]])
+def test_single_gaussian_closed_form_matches_the_oracle(interpolant, cov):
+    mean = torch.tensor([1.0, -0.5], dtype=torch.float64)
+    cov_t = torch.as_tensor(cov, dtype=torch.float64)
+    mix = GaussianMixture(
+        [1.0], mean[None], (cov_t if cov_t.ndim == 2 else cov_t * torch.eye(2))[None], interpolant=interpolant
+    )
+    x = points(100)
+    for s, t in [(0.0, 1.0), (0.3, 0.8), (0.9, 0.2)]:
+        closed = gaussian_flow_map(x, s, t, mean, cov, interpolant)
+        assert (closed - mix.flow_map(x, s, t)).norm(dim=1).max() < 1e-6
+
+
+def test_single_gaussian_closed_form_linear_isotropic_formula():
+    """X_{s,t}(x) = m_t + (sigma_t / sigma_s)(x - m_s), sigma_t^2 = (1-t)^2 + t^2 sigma^2."""
+    mu, sigma2 = torch.tensor([2.0, 1.0], dtype=torch.float64), 0.25
+    x, s, t = points(10), 0.2, 0.9
+    sd = lambda r: math.sqrt((1 - r) ** 2 + r**2 * sigma2)  # noqa: E731
+    expected = t * mu + sd(t) / sd(s) * (x - s * mu)
+    assert torch.allclose(gaussian_flow_map(x, s, t, mu, sigma2), expected, atol=1e-12)
+
+
+def test_pushforward_of_noise_is_the_mixture():
+    mix = mixture("three_ellipses")
+    n = 2000
+    noise = points(n, seed=11)
+    pushed = mix.flow_map(noise, 0.0, 1.0)
+    value = metrics.energy_distance(pushed, mix.sample(n, seed=12))
+    floors = [metrics.energy_distance(mix.sample(n, seed=20 + k), mix.sample(n, seed=12)) for k in range(4)]
+    # at the floor: no worse than the worst of four fresh data sets, and far from a wrong map
+    assert value < 1.25 * max(floors)
+    assert metrics.energy_distance(noise, mix.sample(n, seed=12)) > 10 * max(floors)
+
+
+def test_oracle_is_accurate_to_about_1e6():
+    mix = mixture("eight_gaussians")
+    x = points(300)
+    default = mix.flow_map(x, 0.0, 1.0)
+    fine = mix.flow_map(x, 0.0, 1.0, steps_per_unit=2048)
+    assert (default - fine).norm(dim=1).max() < 1e-6
+
+
+def test_trigonometric_oracle_pushes_noise_to_data():
+    mix = mixture("eight_gaussians", "trigonometric")
+    noise = points(2000, seed=1)
+    pushed = mix.flow_map(noise, 0.0, 1.0)
+    value = metrics.energy_distance(pushed, mix.sample(2000, seed=2))
+    floor = metrics.energy_distance(mix.sample(2000, seed=3), mix.sample(2000, seed=2))
+    assert value < 2 * floor + 1e-3
+
+
+# --------------------------------------------------------------------------- linear fields
+def test_linear_field_flow_map_is_the_matrix_exponential():
+    field = LinearField.rotation(0.25)
+    x = points(20)
+    quarter = field.flow_map(x, 0.0, 1.0)  # a quarter turn: (x, y) -> (-y, x)
+    assert torch.allclose(quarter, torch.stack([-x[:, 1], x[:, 0]], 1), atol=1e-12)
+
+
+@pytest.mark.parametrize("field", [LinearField.rotation(), LinearField.shear(), LinearField.spiral()])
+def test_linear_field_properties(field):
+    x = points(30)
+    s, u, t, h = 0.1, 0.45, 0.9, 1e-6
+    assert torch.allclose(field.flow_map(field.flow_map(x, s, u), u, t), field.flow_map(x, s, t), atol=1e-12)
+    assert torch.allclose(field.flow_map(field.flow_map(x, s, t), t, s), x, atol=1e-12)
+    derivative = (field.flow_map(x, s, s + h) - field.flow_map(x, s, s - h)) / (2 * h)
+    assert torch.allclose(derivative, field.velocity(x, s), atol=1e-7)
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_inputs_raise_clear_errors():
+    mix = mixture("eight_gaussians")
+    with pytest.raises(ValueError, match="2 features"):
+        mix.velocity(torch.zeros(4, 3), 0.5)
+    with pytest.raises(ValueError, match=r"t must lie in \[0.0, 1.0\]"):
+        mix.velocity(torch.zeros(4, 2), 1.2)
+    with pytest.raises(ValueError, match="s must lie"):
+        mix.flow_map(torch.zeros(4, 2), -0.5, 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        mix.flow_map(torch.full((4, 2), float("nan")), 0.0, 0.5)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        mix.velocity([[0.0, 0.0]], 0.5)
+    with pytest.raises(ValueError, match="positive definite"):
+        GaussianMixture([1.0], [[0.0, 0.0]], [[[1.0, 0.0], [0.0, -1.0]]])
+    with pytest.raises(ValueError, match="weights must have shape"):
+        GaussianMixture([0.5, 0.5, 0.1], [[0.0, 0.0], [1.0, 1.0]], 0.1)
+    with pytest.raises(ValueError, match="covs must be"):
+        GaussianMixture([0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]], torch.ones(3, 2, 2))
+    with pytest.raises(ValueError, match="square"):
+        LinearField([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="unknown interpolant"):
+        GaussianMixture([1.0], [[0.0]], 1.0, interpolant="spline")
+
+
+def test_exact_module_exports():
+    assert exact.GaussianMixture is GaussianMixture
+    assert get_interpolant("linear").name == "linear"
