@@ -65,6 +65,12 @@ def _eight_gaussians_mixture() -> GaussianMixture:
     return GaussianMixture(torch.full((8,), 1 / 8), means, torch.full((8,), 0.2**2))
 
 
+def _eight_sharp_gaussians_mixture() -> GaussianMixture:
+    """The eight Gaussians with a quarter of the spread (sd 0.05): paths turn sharply near t = 1."""
+    base = _eight_gaussians_mixture()
+    return GaussianMixture(base.weights, base.means, torch.full((8,), 0.05**2))
+
+
 def _three_ellipses_mixture() -> GaussianMixture:
     """Three unequal components with full, rotated covariances (tests the general case)."""
 
@@ -85,6 +91,7 @@ def _two_modes_1d_mixture() -> GaussianMixture:
 
 MIXTURES: dict[str, Callable[[], GaussianMixture]] = {
     "eight_gaussians": _eight_gaussians_mixture,
+    "eight_gaussians_sharp": _eight_sharp_gaussians_mixture,
     "three_ellipses": _three_ellipses_mixture,
     "two_modes_1d": _two_modes_1d_mixture,
 }
@@ -128,6 +135,7 @@ def mixture(name: str) -> GaussianMixture:
 
     Args:
         name: ``"eight_gaussians"`` (2D, 8 components of sd 0.2 on a circle of radius 2),
+            ``"eight_gaussians_sharp"`` (the same with sd 0.05),
             ``"three_ellipses"`` (2D, full rotated covariances), ``"two_modes_1d"`` (1D).
 
     Returns:

@@ -232,6 +232,46 @@ class GaussianMixture:
         return ode.integrate(self.velocity, x64, grid, method=method).to(x.dtype)
 
 
+def monte_carlo_velocity(
+    data: torch.Tensor,
+    x: torch.Tensor,
+    t: float,
+    interpolant: str | Interpolant = "linear",
+) -> torch.Tensor:
+    r"""Estimate :math:`b_t(x) = E[\dot I_t \mid I_t = x]` from data samples alone (chapter 2).
+
+    Given :math:`I_t = x` and a data point :math:`x_1`, the noise must have been
+    :math:`x_0 = (x - \beta_t x_1)/\alpha_t`, whose density is :math:`N(x_0; 0, I)`. So the
+    posterior over the data points is proportional to :math:`\exp(-|x - \beta_t x_1|^2 / 2\alpha_t^2)`
+    and the estimate is the weighted average of :math:`\dot\alpha_t x_0 + \dot\beta_t x_1`
+    (self-normalised importance sampling). It needs no formula for the data, only samples,
+    and it is accurate when many samples carry weight (not too close to t = 1).
+
+    Args:
+        data: ``(n, d)`` samples :math:`x_1` of the data.
+        x: ``(batch, d)`` points at time t.
+        t: a time in [0, 1).
+        interpolant: the interpolant's name or object.
+
+    Returns:
+        ``(batch, d)`` estimates (float64).
+    """
+    as_points(data, "data")
+    as_points(x, "x", dim=data.shape[1])
+    if not isinstance(t, (int, float)) or not 0.0 <= t < 1.0:
+        raise ValueError(f"t must be a float in [0, 1) (at t = 1 the noise is unidentifiable); got {t!r}")
+    path = get_interpolant(interpolant)
+    tt = torch.tensor(float(t), dtype=torch.float64)
+    a, b, da, db = path.alpha(tt), path.beta(tt), path.dalpha(tt), path.dbeta(tt)
+    x1 = data.to(torch.float64)
+    estimates = []
+    for point in x.to(torch.float64):
+        noise = (point - b * x1) / a  # the noise each data point would need, (n, d)
+        weights = torch.softmax(-0.5 * (noise**2).sum(1), dim=0)
+        estimates.append(weights @ (da * noise + db * x1))
+    return torch.stack(estimates)
+
+
 def gaussian_flow_map(
     x: torch.Tensor,
     s: TimeLike,

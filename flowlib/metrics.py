@@ -207,10 +207,11 @@ def against_floor(
         metric: ``metric(a, b) -> float``, e.g. :func:`sliced_w2`.
         samples: a tensor of at least ``n · repeats`` model samples (split into
             ``repeats`` disjoint sets), or ``samples(n, seed) -> (n, d)``.
-        data: ``data(n, seed) -> (n, d)``, fresh draws of the true distribution.
+        data: ``data(n, seed) -> (n, d)``, fresh draws of the true distribution, e.g. a
+            mixture's ``sample`` method (choose ``seed`` away from the seeds of the training data).
         n: points per set.
         repeats: independent repeats (≥ 2 for a standard error).
-        seed: base seed; repeat r uses seeds derived from it.
+        seed: base seed; repeat r draws data with seeds ``seed + 1000 r``, ``+ 1`` and ``+ 2``.
         name: the metric's name for printing (default: the function's name).
 
     Returns:

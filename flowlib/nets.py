@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -91,3 +92,30 @@ class MLP(nn.Module):
             raise ValueError(f"x must have shape (batch, {self.dim}); got {tuple(x.shape)}")
         embedded = [self.embedding(as_times(t, f"time {i + 1}", x.shape[0], like=x)) for i, t in enumerate(times)]
         return self.layers(torch.cat([x, *embedded], dim=1))
+
+
+def as_velocity(model: nn.Module) -> Callable[[torch.Tensor, TimeLike], torch.Tensor]:
+    """Wrap a one-time network as a plain velocity field for solvers, plots and metrics.
+
+    The wrapper runs the network without gradients, in its own dtype and on its own device,
+    and returns the result in the caller's dtype and device, so a float32 network can be
+    integrated and compared against the float64 oracle directly.
+
+    Args:
+        model: a module called as ``model(x, t)`` (e.g. :class:`MLP` with ``n_times=1``).
+
+    Returns:
+        ``velocity(x, t)`` with ``x`` of shape ``(batch, ...)`` and ``t`` a float or ``(batch,)`` tensor.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    parameter = next(model.parameters(), None)
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    device = parameter.device if parameter is not None else torch.device("cpu")
+
+    def velocity(x: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        tt = t.to(device=device, dtype=dtype) if isinstance(t, torch.Tensor) else t
+        with torch.no_grad():
+            return model(x.to(device=device, dtype=dtype), tt).to(device=x.device, dtype=x.dtype)
+
+    return velocity

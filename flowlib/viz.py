@@ -173,6 +173,77 @@ def warped_grid(
             ax.plot(image[:, 0], image[:, 1], color=color, lw=linewidth)
 
 
+def heatmap(
+    ax: plt.Axes,
+    values: Callable[[torch.Tensor], torch.Tensor],
+    lim: float = 3.0,
+    n: int = 160,
+    cmap: str = "Greys",
+    log: bool = False,
+    vmax: float | None = None,
+) -> mpl.image.AxesImage:
+    """Colour [-lim, lim]² by ``values(points (n², 2)) -> (n²,)``; ``log`` shows exp of the values.
+
+    Returns the image, for a colour bar.
+    """
+    check_positive_int(n, "n", minimum=2)
+    g = torch.linspace(-lim, lim, n, dtype=torch.float64)
+    yy, xx = torch.meshgrid(g, g, indexing="ij")
+    with torch.no_grad():
+        z = values(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)).reshape(n, n)
+    z = z.exp() if log else z
+    return ax.imshow(
+        to_numpy(z),
+        origin="lower",
+        extent=(-lim, lim, -lim, lim),
+        cmap=cmap,
+        vmax=vmax,
+        interpolation="bilinear",
+        aspect="equal",
+    )
+
+
+def density_contours(
+    ax: plt.Axes,
+    log_prob: Callable[[torch.Tensor], torch.Tensor],
+    lim: float = 3.0,
+    n: int = 100,
+    levels: int = 4,
+    color: str = PALETTE[0],
+) -> None:
+    """Contour lines of the density ``exp(log_prob(points (n², 2)))`` on [-lim, lim]²."""
+    g = torch.linspace(-lim, lim, n, dtype=torch.float64)
+    yy, xx = torch.meshgrid(g, g, indexing="ij")
+    with torch.no_grad():
+        density = log_prob(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)).exp().reshape(n, n)
+    ax.contour(to_numpy(xx), to_numpy(yy), to_numpy(density), levels=levels, colors=color, linewidths=0.6)
+
+
+def time_density(
+    ax: plt.Axes,
+    log_prob: Callable[[torch.Tensor, float], torch.Tensor],
+    lim: float = 3.0,
+    n_times: int = 101,
+    n_x: int = 200,
+    cmap: str = "Greys",
+) -> None:
+    """Shade the density p_t(x) of a 1D model in the (t, x) plane; ``log_prob(x (n, 1), t) -> (n,)``."""
+    xs = torch.linspace(-lim, lim, n_x, dtype=torch.float64)[:, None]
+    times = torch.linspace(0, 1, n_times, dtype=torch.float64)
+    with torch.no_grad():
+        image = torch.stack([log_prob(xs, float(t)).exp() for t in times], dim=1)  # (n_x, n_times)
+    ax.imshow(
+        to_numpy(image),
+        origin="lower",
+        extent=(0, 1, -lim, lim),
+        aspect="auto",
+        cmap=cmap,
+        vmax=float(torch.quantile(image, 0.98)),
+    )
+    ax.set_xlabel("time t (0 = noise, 1 = data)")
+    ax.set_ylabel("position x")
+
+
 def show_images(
     ax: plt.Axes,
     images: torch.Tensor | np.ndarray,
@@ -229,7 +300,7 @@ def animation_html(
     n_frames: int,
     interval: int = 80,
     max_frames: int = 60,
-    max_bytes: int = 3_000_000,
+    max_bytes: int = 1_500_000,
 ) -> str:
     """Render an animation to self-contained HTML with ``to_jshtml`` and close the figure.
 
@@ -261,10 +332,10 @@ def animate_points(
     times: Sequence[float] | torch.Tensor | np.ndarray,
     lim: float = 3.0,
     title: str = "",
-    n_frames: int = 40,
+    n_frames: int = 30,
     color: str = PALETTE[0],
     trail: bool = True,
-    max_trails: int = 60,
+    max_trails: int = 12,
     dpi: int = 60,
     size: float = 3.6,
 ) -> str:

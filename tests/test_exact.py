@@ -22,19 +22,9 @@ def points(n: int = 64, dim: int = 2, seed: int = 0) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- velocity and denoiser
-def monte_carlo_velocity(mix: GaussianMixture, x: torch.Tensor, t: float, n: int = 400_000) -> torch.Tensor:
-    """Self-normalised importance sampling of E[dI/dt | I_t = x] using data samples only."""
-    path = mix.interpolant
-    tt = torch.tensor(t, dtype=torch.float64)
-    a, b, da, db = path.alpha(tt), path.beta(tt), path.dalpha(tt), path.dbeta(tt)
-    x1 = mix.sample(n, seed=1)
-    estimates = []
-    for xi in x:
-        log_w = -((xi - b * x1) ** 2).sum(1) / (2 * a**2)
-        w = torch.softmax(log_w, 0)
-        x0 = (xi - b * x1) / a
-        estimates.append((w[:, None] * (da * x0 + db * x1)).sum(0))
-    return torch.stack(estimates)
+def test_monte_carlo_velocity_refuses_t_equal_one():
+    with pytest.raises(ValueError, match=r"t must be a float in \[0, 1\)"):
+        exact.monte_carlo_velocity(torch.zeros(5, 2), torch.zeros(1, 2), 1.0)
 
 
 @pytest.mark.parametrize("interpolant", ["linear", "trigonometric"])
@@ -42,7 +32,7 @@ def monte_carlo_velocity(mix: GaussianMixture, x: torch.Tensor, t: float, n: int
 def test_velocity_matches_monte_carlo(interpolant, t):
     mix = mixture("eight_gaussians", interpolant)
     x = mix.sample_marginal(6, t, seed=5)
-    estimate = monte_carlo_velocity(mix, x, t)
+    estimate = exact.monte_carlo_velocity(mix.sample(400_000, seed=1), x, t, interpolant)
     assert torch.allclose(mix.velocity(x, t), estimate, atol=0.03)
 
 

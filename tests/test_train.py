@@ -116,3 +116,15 @@ def test_mlp_interface():
         net(torch.randn(5, 2), 0.2, 0.3)
     with pytest.raises(ValueError, match="time 1 must lie"):
         net(torch.randn(5, 3), 2.0, 0.3)
+
+
+def test_as_velocity_wraps_a_network_for_float64_callers():
+    net = nets.MLP(2, width=8, depth=1)
+    velocity = nets.as_velocity(net)
+    x = torch.randn(4, 2, dtype=torch.float64)
+    out = velocity(x, torch.full((4,), 0.5, dtype=torch.float64))
+    assert out.dtype == torch.float64 and out.shape == (4, 2) and not out.requires_grad
+    assert torch.allclose(out, net(x.float(), 0.5).double().detach())
+    assert torch.allclose(velocity(x, 0.5), out)
+    with pytest.raises(TypeError, match="nn.Module"):
+        nets.as_velocity(lambda x, t: x)

@@ -1,0 +1,71 @@
+"""Execute the book's chapters with nbclient (used by the tests and runnable by hand).
+
+    python tests/notebooks.py book/01_paths_that_never_cross.ipynb [--smoke] [--save out.ipynb]
+
+prints the wall time of the whole chapter and of its slowest cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+
+
+def execute(
+    path: Path, smoke: bool, timeout: int = 900
+) -> tuple[nbformat.NotebookNode, float, list[tuple[float, int]]]:
+    """Run every cell of ``path`` in a fresh kernel started in the notebook's folder.
+
+    Returns the executed notebook, the total seconds and (seconds, cell index) of each code cell.
+    """
+    nb = nbformat.read(path, as_version=4)
+    env_before = os.environ.get("FLOWLIB_SMOKE")
+    os.environ["FLOWLIB_SMOKE"] = "1" if smoke else "0"
+    timings: list[tuple[float, int]] = []
+    try:
+        client = NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        )
+        start = time.perf_counter()
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                cell_start = time.perf_counter()
+                client.execute_cell(cell, index)
+                timings.append((time.perf_counter() - cell_start, index))
+        total = time.perf_counter() - start
+    finally:
+        if env_before is None:
+            os.environ.pop("FLOWLIB_SMOKE", None)
+        else:
+            os.environ["FLOWLIB_SMOKE"] = env_before
+    return nb, total, timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("notebooks", nargs="*", type=Path, default=CHAPTERS)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--save", type=Path, help="write the executed notebook here (one notebook only)")
+    args = parser.parse_args()
+    for path in args.notebooks:
+        nb, total, timings = execute(path.resolve(), args.smoke)
+        slow = ", ".join(f"cell {i}: {s:.1f}s" for s, i in sorted(timings, reverse=True)[:3])
+        print(f"{path.name}: {total:.1f} s ({'smoke' if args.smoke else 'full'}); slowest {slow}")
+        if args.save:
+            nbformat.write(nb, args.save)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The repository keeps its promises: one repository URL, clean notebooks, the chapter skeleton,
+citations that resolve, a README whose test command is what CI runs, and no helper defined twice."""
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+from notebooks import CHAPTERS, ROOT
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+REPO_URL = CONFIG["repository"]["url"].rstrip("/")
+BRANCH = CONFIG["repository"]["branch"]
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def test_there_are_chapters_and_the_toc_lists_exactly_them():
+    toc = (ROOT / "_toc.yml").read_text()
+    listed = set(re.findall(r"file:\s*(book/\S+)", toc))
+    assert len(CHAPTERS) >= 4
+    for path in CHAPTERS:
+        assert f"book/{path.stem}" in listed, f"{path.name} is not in _toc.yml"
+    for entry in listed:
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".ipynb", ".md")), f"{entry} does not exist"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_notebook_is_committed_without_outputs(path):
+    for cell in cells(path):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_badge_and_install_cell_use_the_configured_repository(path):
+    text = [source(c) for c in cells(path)]
+    badge = f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}/blob/{BRANCH}/book/{path.name}"
+    assert badge in text[0], f"{path.name}: the first cell needs the Colab badge {badge}"
+    install = [t for t in text if "%pip install" in t]
+    assert install and f"git+{REPO_URL}" in install[0], f"{path.name}: the install cell must use {REPO_URL}"
+    urls = set(re.findall(r"github\.com/([\w.-]+/[\w.-]+)", "\n".join(text)))
+    assert urls <= {REPO_URL.removeprefix("https://github.com/")}, f"{path.name} names another repository: {urls}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_follows_the_skeleton(path):
+    all_cells = cells(path)
+    markdown = "\n".join(source(c) for c in all_cells if c["cell_type"] == "markdown")
+    code = [source(c) for c in all_cells if c["cell_type"] == "code"]
+    assert source(all_cells[0]).startswith("# "), "a chapter starts with its title"
+    for heading in ("**You will learn**", "**Prerequisites**", "## Exercises", "## Summary", "## References"):
+        assert heading in markdown, f"{path.name} lacks {heading}"
+    assert "chapter.setup(" in code[0], "the first code cell is the set-up cell"
+    assert markdown.count("{exercise}") >= 3, "at least three exercises"
+    assert markdown.count("{exercise}") == markdown.count("{solution}") + markdown.count("{solution-start}")
+    assert "{footbibliography}" in markdown
+
+
+def test_every_citation_resolves():
+    bib = (ROOT / "book" / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,]+),", bib))
+    texts = [source(c) for p in CHAPTERS for c in cells(p)] + [p.read_text() for p in (ROOT / "book").glob("*.md")]
+    cited = {
+        k.strip()
+        for t in texts
+        for group in re.findall(r"\{(?:foot)?cite(?::\w+)?\}`([^`]+)`", t)
+        for k in group.split(",")
+    }
+    assert cited, "the book cites its sources"
+    assert cited <= keys, f"unknown citation keys: {cited - keys}"
+
+
+def test_no_function_is_defined_in_two_notebooks():
+    """Define once: a helper needed by two chapters belongs in flowlib."""
+    owners: dict[str, str] = {}
+    for path in CHAPTERS:
+        for cell in cells(path):
+            if cell["cell_type"] != "code":
+                continue
+            code = "\n".join(line for line in source(cell).splitlines() if not line.lstrip().startswith(("%", "!")))
+            for node in ast.walk(ast.parse(code)):
+                if isinstance(node, ast.FunctionDef):
+                    assert node.name not in owners or owners[node.name] == path.name, (
+                        f"{node.name} is defined in {owners[node.name]} and {path.name}: move it into flowlib"
+                    )
+                    owners[node.name] = path.name
+
+
+def readme_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
+    commands = readme_commands()
+    assert len(commands) == 2
+    build, tests = commands
+    assert "jupyter-book build" in build and "-W" in build and "--all" in build
+    assert "pytest" in tests
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert tests in ci, ".ci/run must run the README's test command verbatim"
+
+
+def test_package_is_named_explicitly():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["name"] == "flowlib"
+    assert project["tool"]["setuptools"]["packages"] == ["flowlib"]
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert re.search(r"jupyter-book>=1\.0\.4,<2", requirements)

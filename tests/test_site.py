@@ -1,0 +1,205 @@
+"""Build the site in smoke mode, then drive the system Chromium over the built pages.
+
+The browser tests need Chromium at /usr/bin/chromium (Debian's ``chromium`` package) and the
+``playwright`` Python package; they never download a browser. Without Chromium they are skipped,
+unless FLOWLIB_REQUIRE_BROWSER=1 (set by .ci/run), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from notebooks import CHAPTERS, ROOT
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path(os.environ.get("FLOWLIB_CHROMIUM", "/usr/bin/chromium"))
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    """Build the whole book in smoke mode, with warnings as errors, into a temporary folder."""
+    out = tmp_path_factory.mktemp("site")
+    env = dict(os.environ, FLOWLIB_SMOKE="1", FLOWLIB_CACHE=str(out / "cache"))
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jupyter_book), "build", str(ROOT), "--all", "-W", "-n", "--keep-going", "--path-output", str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, f"site build failed:\n{log[-6000:]}"
+    assert not re.search(r"WARNING: (?!Kernel is running over TCP)", log), log[-6000:]
+    return out / "_build" / "html"
+
+
+def test_every_chapter_page_is_built(site):
+    for chapter in CHAPTERS:
+        page = site / "book" / f"{chapter.stem}.html"
+        assert page.exists(), page
+        assert "mode smoke" in page.read_text()
+    assert (site / "index.html").exists()
+
+
+def test_colab_links_point_to_notebooks_in_this_repository(site):
+    owner_repo = REPO_URL.removeprefix("https://github.com/")
+    for chapter in CHAPTERS:
+        html = (site / "book" / f"{chapter.stem}.html").read_text()
+        links = set(re.findall(r'https://colab\.research\.google\.com/github/([^"\s<>]+?\.ipynb)', html))
+        assert links, f"no Colab link on {chapter.name}"
+        for link in links:
+            repo_part, _, path = link.partition("/blob/")
+            assert repo_part == owner_repo, link
+            branch, _, relative = path.partition("/")
+            assert (ROOT / relative).exists(), f"Colab link to a missing notebook: {relative}"
+
+
+# ------------------------------------------------------------------------------------------ browser
+@pytest.fixture(scope="session")
+def server(site):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+
+    class Quiet(handler.func):  # type: ignore[name-defined]
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists() or not os.access(CHROMIUM, os.X_OK):
+        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("FLOWLIB_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """A page opened offline: requests leave only for the local server; errors are collected."""
+
+    def __init__(self, browser, url: str):
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        self.page.on("console", self._console)
+        host = urlparse(url).netloc
+        self.page.route(
+            "**/*", lambda route: route.continue_() if urlparse(route.request.url).netloc == host else route.abort()
+        )
+        self.page.goto(url)
+        self.page.wait_for_load_state("load")
+
+    def _console(self, message):
+        # blocked CDN resources (MathJax, fonts, badges) fail to load offline: not JavaScript errors
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            self.errors.append(f"console: {message.text}")
+
+
+def chapter_url(server, chapter: Path) -> str:
+    return f"{server}/book/{chapter.stem}.html"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_pages_load_without_javascript_errors(server, browser, chapter):
+    page = Page(browser, chapter_url(server, chapter))
+    page.page.wait_for_timeout(300)
+    assert page.page.title()
+    assert page.errors == []
+    page.page.close()
+
+
+def explorer_state(root) -> dict:
+    return root.evaluate(
+        """el => ({draws: +el.dataset.draws, s: el.dataset.s, t: el.dataset.t, playing: el.dataset.playing,
+                   image: el.querySelector('canvas.fx-canvas').toDataURL(),
+                   readout: el.querySelector('.fx-readout').textContent})"""
+    )
+
+
+def move_slider(root, name: str, value: int) -> None:
+    root.evaluate(
+        "(el, args) => { const i = el.querySelector('input.fx-' + args[0]); i.value = args[1];"
+        " i.dispatchEvent(new Event('input', {bubbles: true})); }",
+        [name, value],
+    )
+
+
+@pytest.mark.browser
+def test_explorer_renders_and_responds_to_s_t_and_play(server, browser):
+    chapter = next(c for c in CHAPTERS if c.stem.startswith("04_"))
+    page = Page(browser, chapter_url(server, chapter))
+    explorers = page.page.locator(".flowlib-explorer")
+    assert explorers.count() >= 3
+    for k in range(explorers.count()):
+        root = explorers.nth(k).element_handle()
+        first = explorer_state(root)
+        assert first["draws"] >= 1, "the explorer drew nothing"
+        box = page.page.locator(".flowlib-explorer canvas.fx-canvas").nth(k).bounding_box()
+        assert box["width"] > 200 and box["height"] > 150
+
+        move_slider(root, "s", 0)
+        after_s = explorer_state(root)
+        assert after_s["s"] == "0" and after_s["image"] != first["image"] and after_s["readout"] != first["readout"]
+
+        move_slider(root, "t", 1)
+        after_t = explorer_state(root)
+        assert after_t["image"] != after_s["image"] and after_t["readout"] != after_s["readout"]
+
+        root.query_selector("button.fx-play").click()
+        page.page.wait_for_timeout(800)
+        playing = explorer_state(root)
+        assert playing["playing"] == "1" and playing["draws"] > after_t["draws"] + 2
+        assert playing["t"] != after_t["t"], "play should move t"
+        root.query_selector("button.fx-play").click()
+        stopped = explorer_state(root)
+        page.page.wait_for_timeout(400)
+        assert explorer_state(root)["draws"] == stopped["draws"], "pause should stop the animation"
+
+        root.query_selector("input.fx-show-jump").click()  # toggles redraw
+        assert explorer_state(root)["image"] != stopped["image"]
+    # the exact map's jump error is printed as zero; the Euler jump's is not
+    readouts = [explorers.nth(k).locator(".fx-error").inner_text() for k in range(explorers.count())]
+    assert float(readouts[0]) < 1e-3 and float(readouts[-1]) > 1e-3
+    assert page.errors == []
+    page.page.close()
+
+
+@pytest.mark.browser
+def test_animation_plays(server, browser):
+    chapter = next(c for c in CHAPTERS if c.stem.startswith("01_"))
+    page = Page(browser, chapter_url(server, chapter))
+    slider = page.page.locator("input[type=range][id^=_anim_slider]").first
+    assert slider.count() == 1, "no matplotlib animation on the page"
+    before = slider.input_value()
+    page.page.locator("button[title='Play']").first.click()
+    page.page.wait_for_timeout(1000)
+    assert slider.input_value() != before, "the animation did not advance"
+    assert page.errors == []
+    page.page.close()
