@@ -115,6 +115,6 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
 def test_package_is_named_explicitly():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["name"] == "flowlib"
-    assert project["tool"]["setuptools"]["packages"] == ["flowlib"]
+    assert project["tool"]["setuptools"]["packages"] == ["flowlib", "flowlib.assets"]
     requirements = (ROOT / "requirements.txt").read_text()
     assert re.search(r"jupyter-book>=1\.0\.4,<2", requirements)
