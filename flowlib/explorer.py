@@ -347,6 +347,9 @@ def _render(payload: dict) -> str:
         f"<style>{css}</style>"
         f"<noscript>This interactive explorer needs JavaScript.</noscript>"
         f'<script type="application/json" class="fx-data">{body}</script>'
-        f"<script>{js}\nflowlibExplorer(document.getElementById('{uid}'));</script>"
+        # find the root from the running script when possible (JupyterLab runs output scripts when they are
+        # attached, Colab in an iframe); fall back to the id (classic Jupyter evaluates scripts out of line)
+        f"<script>{js}\nflowlibExplorer((document.currentScript && document.currentScript.closest('.flowlib-explorer'))"
+        f" || document.getElementById('{uid}'));</script>"
         f"</div>"
     )

@@ -1,9 +1,5 @@
-"""Build the site in smoke mode, then drive the system Chromium over the built pages.
-
-The browser tests need Chromium at /usr/bin/chromium (Debian's ``chromium`` package) and the
-``playwright`` Python package; they never download a browser. Without Chromium they are skipped,
-unless FLOWLIB_REQUIRE_BROWSER=1 (set by .ci/run), which turns the skip into a failure.
-"""
+"""Build the site in smoke mode, then drive the system Chromium over the built pages
+(the ``browser`` fixture lives in conftest.py)."""
 
 from __future__ import annotations
 
@@ -84,20 +80,6 @@ def server(site):
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM.exists() or not os.access(CHROMIUM, os.X_OK):
-        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("FLOWLIB_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 class Page:
