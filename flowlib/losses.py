@@ -1,8 +1,22 @@
-r"""Training objectives, one function each, with the loss in the book's notation.
+r"""Training objectives, one function each, with the loss in the book's notation (chapters 2, 5-9).
 
-Every objective returns a scalar tensor: the mean over the batch and over coordinates
-of a squared error. Samples are :math:`x_0 \sim N(0, I)` (noise), :math:`x_1` (data) and
-times; :math:`I_t = \alpha_t x_0 + \beta_t x_1` is the interpolant (:mod:`flowlib.interpolants`).
+Conventions: :math:`x_0 \sim N(0, I)` is noise, :math:`x_1` data, :math:`I_s = \alpha_s x_0 + \beta_s x_1`
+the interpolant; ``model`` is a :class:`flowlib.flowmap.FlowMap` :math:`X^\theta_{s,t}(x) = x + (t-s)v^\theta_{s,t}(x)`;
+:math:`\mathrm{sg}` is stop-gradient; a prime marks a teacher (the model's own current weights
+under :math:`\mathrm{sg}`, an EMA copy, or a separate trained network).
+
+:func:`flow_matching` returns a scalar. Every flow-map objective returns the **per-sample** loss,
+shape ``(batch,)`` (the squared error averaged over coordinates), so that :mod:`flowlib.fit` can
+weight samples, split a batch between the diagonal and the rest, and average.
+
+Per-sample losses by chapter (residuals squared; see each function for its equation):
+
+* chapter 5 — :func:`diagonal` (flow matching on :math:`v_{s,s}`)
+* chapter 6 — :func:`lmd` (Lagrangian), :func:`emd` (Eulerian), :func:`progressive` (compositional):
+  distillation from a teacher velocity or map
+* chapter 7 — :func:`lsd`, :func:`esd`, :func:`psd`: self-distillation, the model is its own teacher
+* chapter 8 — :func:`meanflow`, :func:`improved_meanflow`: learning from conditional velocities
+* chapter 9 — :func:`consistency_distillation`, :func:`consistency_training`, :func:`shortcut`
 """
 
 from __future__ import annotations
@@ -12,11 +26,28 @@ from collections.abc import Callable
 import torch
 
 from flowlib._checks import TimeLike, check_callable
+from flowlib.flowmap import FlowMap
 from flowlib.interpolants import Interpolant, get_interpolant
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MapFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _per_sample(residual: torch.Tensor) -> torch.Tensor:
+    """Squared error averaged over every coordinate of each sample: ``(batch, ...)`` → ``(batch,)``."""
+    return residual.pow(2).flatten(1).mean(1)
+
+
+def _column(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def _check_model(model: object) -> None:
+    if not isinstance(model, FlowMap):
+        raise TypeError(f"model must be a flowlib.flowmap.FlowMap, got {type(model).__name__}")
+
+
+# ----------------------------------------------------------------------------------------- chapter 2
 def flow_matching(
     velocity: Velocity,
     x0: torch.Tensor,
@@ -47,3 +78,270 @@ def flow_matching(
     if prediction.shape != path.dxt.shape:
         raise ValueError(f"velocity returned shape {tuple(prediction.shape)}, expected {tuple(path.dxt.shape)}")
     return (prediction - path.dxt).pow(2).mean()
+
+
+# ----------------------------------------------------------------------------------------- chapter 5
+def diagonal(
+    model: FlowMap, x0: torch.Tensor, x1: torch.Tensor, s: torch.Tensor, interpolant: str | Interpolant = "linear"
+) -> torch.Tensor:
+    r"""Flow matching on the diagonal of a flow map, :math:`\|v^\theta_{s,s}(I_s) - \dot I_s\|^2`, ``(batch,)``.
+
+    Teaches the tangent condition :math:`v_{s,s} = b_s` from conditional velocities alone.
+    """
+    _check_model(model)
+    path = get_interpolant(interpolant).sample_path(x0, x1, s)
+    return _per_sample(model.velocity(path.xt, s) - path.dxt)
+
+
+# ----------------------------------------------------------------------------------------- chapter 6
+def lmd(
+    model: FlowMap,
+    teacher: Velocity,
+    x: torch.Tensor,
+    s: torch.Tensor,
+    t: torch.Tensor,
+    stopgrad_target: bool = False,
+) -> torch.Tensor:
+    r"""Lagrangian map distillation, ``(batch,)``:
+
+    .. math:: \|\partial_t X_{s,t}(x_s) - b_t(X_{s,t}(x_s))\|^2
+
+    The Lagrangian rule says each jump's end moves with the teacher's velocity as t grows.
+
+    Args:
+        model: the student flow map.
+        teacher: the velocity :math:`b_t(x)` to distil (exact or a trained network).
+        x: points :math:`x_s` on the flow at time s, ``(batch, ...)``.
+        s: start times ``(batch,)``.
+        t: end times ``(batch,)``.
+        stopgrad_target: evaluate :math:`b_t` at :math:`\mathrm{sg}[X_{s,t}]` (gradient only through
+            :math:`\partial_t X`); the default lets the gradient flow through both.
+    """
+    _check_model(model)
+    check_callable(teacher, "teacher", "teacher(x, t)")
+    end, d_end = model.jvp(x, s, t, dt=1.0)
+    target = teacher(end.detach() if stopgrad_target else end, t)
+    return _per_sample(d_end - target)
+
+
+def emd(model: FlowMap, teacher: Velocity, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    r"""Eulerian map distillation, ``(batch,)``:
+
+    .. math:: \|\partial_s X_{s,t}(x_s) + \nabla X_{s,t}(x_s)\,b_s(x_s)\|^2
+
+    The Eulerian rule says the jump's end does not move when its start slides along the path.
+    One JVP with tangent :math:`(b_s(x_s), 1, 0)` in :math:`(x, s, t)` computes the whole residual.
+    """
+    _check_model(model)
+    check_callable(teacher, "teacher", "teacher(x, t)")
+    with torch.no_grad():
+        b = teacher(x, s)
+    _, residual = model.jvp(x, s, t, dx=b, ds=1.0)
+    return _per_sample(residual)
+
+
+def progressive(
+    model: FlowMap,
+    teacher_map: MapFn,
+    x: torch.Tensor,
+    s: torch.Tensor,
+    t: torch.Tensor,
+    u: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Progressive flow-map matching, ``(batch,)``:
+
+    .. math:: \|X_{s,t}(x_s) - \mathrm{sg}[X'_{u,t}(X'_{s,u}(x_s))]\|^2
+
+    The compositional rule with a teacher that is trusted on the shorter jumps (a pre-trained flow
+    map, or a few solver steps of a velocity). ``u`` defaults to the midpoint.
+    """
+    _check_model(model)
+    check_callable(teacher_map, "teacher_map", "teacher_map(x, s, t)")
+    u = 0.5 * (s + t) if u is None else u
+    with torch.no_grad():
+        target = teacher_map(teacher_map(x, s, u), u, t)
+    return _per_sample(model(x, s, t) - target)
+
+
+# ----------------------------------------------------------------------------------------- chapter 7
+def lsd(model: FlowMap, teacher: FlowMap, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    r"""Lagrangian self-distillation (off-diagonal part), ``(batch,)``:
+
+    .. math:: \|\partial_t X_{s,t}(x_s) - \mathrm{sg}[v'_{t,t}(\mathrm{sg}\,X_{s,t}(x_s))]\|^2
+
+    The model's own diagonal :math:`v'_{t,t}` (current weights or EMA) plays the teacher's velocity.
+    Pair it with :func:`diagonal` on the diagonal pairs.
+    """
+    _check_model(model)
+    _check_model(teacher)
+    end, d_end = model.jvp(x, s, t, dt=1.0)
+    with torch.no_grad():
+        target = teacher.velocity(end.detach(), t)
+    return _per_sample(d_end - target)
+
+
+def esd(model: FlowMap, teacher: FlowMap, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    r"""Eulerian self-distillation (off-diagonal part), ``(batch,)``:
+
+    .. math:: \|\partial_s X_{s,t}(x_s) + \mathrm{sg}[\nabla X_{s,t}(x_s)\,v'_{s,s}(x_s)]\|^2
+
+    The spatial Jacobian term is computed without gradient; only :math:`\partial_s X` is trained.
+    This objective is known to be unstable (chapter 7).
+    """
+    _check_model(model)
+    _check_model(teacher)
+    with torch.no_grad():
+        b = teacher.velocity(x, s)
+        _, transport = model.jvp(x, s, t, dx=b)
+    _, d_start = model.jvp(x, s, t, ds=1.0)
+    return _per_sample(d_start + transport)
+
+
+def psd(
+    model: FlowMap,
+    teacher: FlowMap,
+    x: torch.Tensor,
+    s: torch.Tensor,
+    t: torch.Tensor,
+    u: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Progressive self-distillation (off-diagonal part), in average-velocity form, ``(batch,)``:
+
+    .. math::
+        \big\|v_{s,t}(x_s) - \mathrm{sg}\big[\tfrac{(u-s)\,v'_{s,u}(x_s)
+        + (t-u)\,v'_{u,t}(X'_{s,u}(x_s))}{t-s}\big]\big\|^2
+
+    ``u`` defaults to the midpoint. Needs :math:`t \ne s` (the caller keeps diagonal pairs out).
+    """
+    _check_model(model)
+    _check_model(teacher)
+    u = 0.5 * (s + t) if u is None else u
+    with torch.no_grad():
+        first = teacher.average_velocity(x, s, u)
+        middle = x + _column(u - s, x) * first
+        second = teacher.average_velocity(middle, u, t)
+        target = (_column(u - s, x) * first + _column(t - u, x) * second) / _column(t - s, x)
+    return _per_sample(model.average_velocity(x, s, t) - target)
+
+
+# ----------------------------------------------------------------------------------------- chapter 8
+def meanflow(
+    model: FlowMap,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    s: torch.Tensor,
+    t: torch.Tensor,
+    interpolant: str | Interpolant = "linear",
+) -> torch.Tensor:
+    r"""MeanFlow, in the book's convention, ``(batch,)``:
+
+    .. math::
+        \big\|v_{s,t}(I_s) - \mathrm{sg}\big[\dot I_s
+        + (t-s)\,(\partial_s v_{s,t} + \nabla v_{s,t}\,\dot I_s)(I_s)\big]\big\|^2
+
+    The Eulerian identity :math:`v_{s,t} = b_s + (t-s)(\partial_s v + \nabla v\, b_s)` with the
+    conditional velocity :math:`\dot I_s` in place of :math:`b_s`. Because of the stop-gradient the
+    target is linear in :math:`\dot I_s`, so its conditional average is the identity with :math:`b_s`
+    (chapter 8). On the diagonal it is flow matching. One JVP with tangent :math:`(\dot I_s, 1, 0)`.
+    """
+    _check_model(model)
+    path = get_interpolant(interpolant).sample_path(x0, x1, s)
+    v, dv = model.jvp(path.xt, s, t, dx=path.dxt, ds=1.0, output="velocity")
+    target = path.dxt + _column(t - s, v) * dv
+    return _per_sample(v - target.detach())
+
+
+def improved_meanflow(
+    model: FlowMap,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    s: torch.Tensor,
+    t: torch.Tensor,
+    interpolant: str | Interpolant = "linear",
+) -> torch.Tensor:
+    r"""Improved MeanFlow, ``(batch,)``: regress a compound prediction of :math:`b_s` on :math:`\dot I_s`,
+
+    .. math:: W = v_{s,t}(I_s) - (t-s)\,\mathrm{sg}\big[(\partial_s v_{s,t} + \nabla v_{s,t}\,v_{s,s})(I_s)\big],
+              \qquad \|W - \dot I_s\|^2 .
+
+    By the Eulerian identity :math:`W = b_s` at the exact map, so the loss is flow matching with
+    :math:`W` as the prediction; the JVP's spatial tangent is the model's own :math:`v_{s,s}`, not the
+    noisy :math:`\dot I_s`, which lowers the variance of the target.
+    """
+    _check_model(model)
+    path = get_interpolant(interpolant).sample_path(x0, x1, s)
+    with torch.no_grad():
+        b = model.velocity(path.xt, s)
+    v, dv = model.jvp(path.xt, s, t, dx=b, ds=1.0, output="velocity")
+    prediction = v - _column(t - s, v) * dv.detach()
+    return _per_sample(prediction - path.dxt)
+
+
+# ----------------------------------------------------------------------------------------- chapter 9
+def consistency_distillation(
+    model: FlowMap,
+    target_model: FlowMap,
+    teacher: Velocity,
+    x: torch.Tensor,
+    s: torch.Tensor,
+    delta: float,
+) -> torch.Tensor:
+    r"""Consistency distillation, ``(batch,)``:
+
+    .. math:: \|X_{s,1}(x_s) - \mathrm{sg}[X'_{s+\Delta,1}(x_s + \Delta\, b_s(x_s))]\|^2
+
+    A partial flow map that only jumps to data (t = 1). The boundary condition :math:`X_{1,1} = \mathrm{id}`
+    holds by construction. ``target_model`` is usually an EMA copy of ``model``.
+    """
+    _check_model(model)
+    _check_model(target_model)
+    check_callable(teacher, "teacher", "teacher(x, t)")
+    s_next = (s + delta).clamp(max=1.0)
+    one = torch.ones_like(s)
+    with torch.no_grad():
+        x_next = x + _column(s_next - s, x) * teacher(x, s)
+        target = target_model(x_next, s_next, one)
+    return _per_sample(model(x, s, one) - target)
+
+
+def consistency_training(
+    model: FlowMap,
+    target_model: FlowMap,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    s: torch.Tensor,
+    delta: float,
+    interpolant: str | Interpolant = "linear",
+) -> torch.Tensor:
+    r"""Consistency training, ``(batch,)``:
+
+    .. math:: \|X_{s,1}(I_s) - \mathrm{sg}[X'_{s+\Delta,1}(I_{s+\Delta})]\|^2
+
+    No teacher: the next point on the path is replaced by the same pair's interpolant at
+    :math:`s + \Delta`, a one-sample estimate of where the path goes.
+    """
+    _check_model(model)
+    _check_model(target_model)
+    path = get_interpolant(interpolant)
+    s_next = (s + delta).clamp(max=1.0)
+    one = torch.ones_like(s)
+    with torch.no_grad():
+        target = target_model(path(x0, x1, s_next), s_next, one)
+    return _per_sample(model(path(x0, x1, s), s, one) - target)
+
+
+def shortcut(model: FlowMap, x: torch.Tensor, s: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    r"""Shortcut models (off-diagonal part), ``(batch,)``:
+
+    .. math::
+        \big\|v_{s,s+2h}(x_s) - \mathrm{sg}\big[\tfrac12\big(v_{s,s+h}(x_s)
+        + v_{s+h,s+2h}(x_s + h\,v_{s,s+h}(x_s))\big)\big]\big\|^2
+
+    The compositional rule on dyadic step sizes: a jump of :math:`2h` must equal two jumps of :math:`h`.
+    """
+    _check_model(model)
+    with torch.no_grad():
+        first = model.average_velocity(x, s, s + h)
+        second = model.average_velocity(x + _column(h, x) * first, s + h, s + 2 * h)
+        target = 0.5 * (first + second)
+    return _per_sample(model.average_velocity(x, s, s + 2 * h) - target)

@@ -55,6 +55,8 @@ class MLP(nn.Module):
         n_times: how many times the network takes (1 for :math:`b_t`, 2 for :math:`v_{s,t}`).
         n_frequencies: frequencies of each :class:`TimeEmbedding`.
         activation: ``"silu"``, ``"gelu"``, ``"relu"`` or ``"tanh"``.
+        gap: with two times :math:`(s, t)`, also embed the gap :math:`t - s` (helps a flow map
+            tell short jumps from long ones).
 
     Shapes:
         ``forward(x, t_1, …)``: x ``(batch, dim)``, each time a float or ``(batch,)`` → ``(batch, dim)``.
@@ -68,6 +70,7 @@ class MLP(nn.Module):
         n_times: int = 1,
         n_frequencies: int = 6,
         activation: str = "silu",
+        gap: bool = False,
     ) -> None:
         super().__init__()
         check_positive_int(dim, "dim")
@@ -75,10 +78,12 @@ class MLP(nn.Module):
         check_positive_int(depth, "depth")
         check_positive_int(n_times, "n_times")
         check_choice(activation, "activation", ACTIVATIONS)
-        self.dim, self.n_times = dim, n_times
+        if gap and n_times != 2:
+            raise ValueError(f"gap=True needs n_times=2 (the times s and t); got n_times={n_times}")
+        self.dim, self.n_times, self.gap = dim, n_times, gap
         self.embedding = TimeEmbedding(n_frequencies)
         layers: list[nn.Module] = []
-        features = dim + n_times * self.embedding.out_features
+        features = dim + (n_times + int(gap)) * self.embedding.out_features
         for _ in range(depth):
             layers += [nn.Linear(features, width), ACTIVATIONS[activation]()]
             features = width
@@ -90,32 +95,67 @@ class MLP(nn.Module):
             raise TypeError(f"this MLP takes {self.n_times} time(s) after x; got {len(times)}")
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (batch, {self.dim}); got {tuple(x.shape)}")
-        embedded = [self.embedding(as_times(t, f"time {i + 1}", x.shape[0], like=x)) for i, t in enumerate(times)]
-        return self.layers(torch.cat([x, *embedded], dim=1))
+        checked = [as_times(t, f"time {i + 1}", x.shape[0], like=x) for i, t in enumerate(times)]
+        if self.gap:
+            checked.append(checked[1] - checked[0])
+        return self.layers(torch.cat([x, *(self.embedding(t) for t in checked)], dim=1))
 
 
-def as_velocity(model: nn.Module) -> Callable[[torch.Tensor, TimeLike], torch.Tensor]:
-    """Wrap a one-time network as a plain velocity field for solvers, plots and metrics.
+class TimeWeight(nn.Module):
+    r"""A learned log-variance :math:`w(s, t)` for loss weighting (chapter 10).
 
-    The wrapper runs the network without gradients, in its own dtype and on its own device,
-    and returns the result in the caller's dtype and device, so a float32 network can be
-    integrated and compared against the float64 oracle directly.
+    Minimising :math:`\ell\,e^{-w} + w` over :math:`w` gives :math:`w = \log \ell`: each pair of times is
+    weighted by the inverse of its typical loss, so no range of jumps dominates the gradient.
 
     Args:
-        model: a module called as ``model(x, t)`` (e.g. :class:`MLP` with ``n_times=1``).
+        width: hidden width of the small MLP on the two time embeddings.
+    """
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        check_positive_int(width, "width")
+        self.embedding = TimeEmbedding(4)
+        self.layers = nn.Sequential(nn.Linear(2 * self.embedding.out_features, width), nn.SiLU(), nn.Linear(width, 1))
+
+    def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``(batch,)`` log-weights for times ``(batch,)``."""
+        return self.layers(torch.cat([self.embedding(s), self.embedding(t)], dim=1)).squeeze(1)
+
+
+def detached(model: nn.Module, method: Callable | None = None) -> Callable[..., torch.Tensor]:
+    """Wrap a network (or one of its methods) as a plain function for solvers, plots and metrics.
+
+    The wrapper runs without gradients, in the network's dtype and on its device, and returns the
+    result in the caller's dtype and device, so a float32 network can be integrated and compared
+    against the float64 oracle directly. Times may be floats or tensors.
+
+    Args:
+        model: the module whose parameters fix the dtype and device.
+        method: what to call (default: ``model`` itself), e.g. ``flow_map.velocity``.
 
     Returns:
-        ``velocity(x, t)`` with ``x`` of shape ``(batch, ...)`` and ``t`` a float or ``(batch,)`` tensor.
+        ``fn(x, *times)`` with ``x`` of shape ``(batch, ...)``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    target = model if method is None else method
     parameter = next(model.parameters(), None)
     dtype = parameter.dtype if parameter is not None else torch.float32
     device = parameter.device if parameter is not None else torch.device("cpu")
 
-    def velocity(x: torch.Tensor, t: TimeLike) -> torch.Tensor:
-        tt = t.to(device=device, dtype=dtype) if isinstance(t, torch.Tensor) else t
-        with torch.no_grad():
-            return model(x.to(device=device, dtype=dtype), tt).to(device=x.device, dtype=x.dtype)
+    def cast(time: TimeLike) -> TimeLike:
+        return time.to(device=device, dtype=dtype) if isinstance(time, torch.Tensor) else time
 
-    return velocity
+    def call(x: torch.Tensor, *times: TimeLike) -> torch.Tensor:
+        with torch.no_grad():
+            out = target(x.to(device=device, dtype=dtype), *(cast(t) for t in times))
+        return out.to(device=x.device, dtype=x.dtype)
+
+    call.module = model  # for cache keys (flowlib.fitting) and inspection
+    call.method_name = getattr(method, "__name__", "")
+    return call
+
+
+def as_velocity(model: nn.Module) -> Callable[[torch.Tensor, TimeLike], torch.Tensor]:
+    """A velocity network ``model(x, t)`` as a plain ``velocity(x, t)`` (see :func:`detached`)."""
+    return detached(model)

@@ -106,12 +106,13 @@ class TrainResult:
         return f"{origin}: {self.steps} steps in {self.seconds:.1f} s, final loss (last 100 steps) {tail:.4g}"
 
 
-def _learning_rate_factor(step: int, steps: int, warmup: int, schedule: str) -> float:
+def _learning_rate_factor(step: int, steps: int, warmup: int, schedule: str, time_fraction: float = 0.0) -> float:
+    """Warm-up, then cosine decay to 5%; with a time budget, progress is the larger of steps and time used."""
     if warmup and step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":
         return 1.0
-    progress = (step - warmup) / max(1, steps - warmup)
+    progress = max((step - warmup) / max(1, steps - warmup), time_fraction)
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -181,6 +182,7 @@ def train(
     resume: bool = False,
     max_seconds: float | None = None,
     progress: bool = True,
+    after_step: Callable[[nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` by minimising ``loss_fn``, with caching, checkpoints and a progress bar.
 
@@ -205,6 +207,8 @@ def train(
         resume: continue from ``checkpoint`` if it exists.
         max_seconds: stop early after this much training time (the step count is recorded).
         progress: show a progress bar.
+        after_step: called with the model after every optimiser step (e.g. to update a teacher copy
+            that lives inside the model; parameters with ``requires_grad=False`` are not optimised).
 
     Returns:
         A :class:`TrainResult`.
@@ -215,6 +219,8 @@ def train(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_callable(loss_fn, "loss_fn", "loss_fn(model, generator) -> scalar tensor")
+    if after_step is not None:
+        check_callable(after_step, "after_step", "after_step(model)")
     check_positive_int(steps, "steps")
     check_positive(lr, "lr")
     if schedule not in ("cosine", "constant"):
@@ -265,7 +271,8 @@ def train(
                 config=settings,
             )
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     ema = copy.deepcopy(model).requires_grad_(False) if ema_decay is not None else None
     losses: list[float] = []
@@ -287,8 +294,9 @@ def train(
     clock = time.perf_counter()
     step = start_step
     for step in bar:
+        used = (seconds + time.perf_counter() - clock) / max_seconds if max_seconds else 0.0
         for group in optimizer.param_groups:
-            group["lr"] = lr * _learning_rate_factor(step, steps, warmup, schedule)
+            group["lr"] = lr * _learning_rate_factor(step, steps, warmup, schedule, used)
         loss = loss_fn(model, generator)
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
             raise TypeError("loss_fn must return a scalar tensor")
@@ -302,8 +310,10 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            nn.utils.clip_grad_norm_(trainable, grad_clip)
         optimizer.step()
+        if after_step is not None:
+            after_step(model)
         if ema is not None:
             with torch.no_grad():
                 for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):

@@ -1,0 +1,401 @@
+r"""``flowlib.fit`` (defined here): train a flow map with any objective of the book in one call (chapters 5-10).
+
+>>> model = flowlib.fit("lsd", "checkerboard", steps=4000, seed=0)       # self-distillation
+>>> model = flowlib.fit("lmd", mix.sample(100_000), teacher=mix.velocity) # distillation
+>>> samples = model.sample(torch.randn(1000, 2), steps=1)
+
+Every method shares the same network (an :class:`~flowlib.nets.MLP` on :math:`x`, :math:`s`, :math:`t`
+and :math:`t - s`), data pipeline (batches of data, fresh noise, pairs of times), training loop
+(:func:`flowlib.train.train`) and cache: a second call with the same arguments loads the weights.
+
+How a batch is scored. Pairs :math:`(s, t)` are drawn by :func:`flowlib.times.sample_pairs`; a share
+``diagonal_fraction`` has :math:`s = t`. On the diagonal every method learns the tangent condition
+:math:`v_{s,s} = b_s` — by flow matching on conditional velocities, or, when a teacher velocity is
+given, by matching the teacher directly. Off the diagonal each method applies its own rule
+(:mod:`flowlib.losses`). Per-sample losses are then weighted (none, adaptive
+:math:`\ell / \mathrm{sg}(\ell + c)^p`, or a learned log-variance :math:`\ell e^{-w(s,t)} + w(s,t)`)
+and averaged.
+
+Self-distilling methods (LSD, ESD, PSD) take the model's **current** weights as their teacher by
+default (``teacher_mode="current"``) or an EMA copy (``"ema"``); consistency models always use an EMA
+target network. The returned model is the EMA of the trained weights when ``ema_decay`` is set.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from importlib import resources
+
+import torch
+from torch import nn
+
+from flowlib import data as datasets
+from flowlib import losses, nets, ode, train
+from flowlib._checks import as_points, check_choice, check_positive_int
+from flowlib.exact import GaussianMixture
+from flowlib.flowmap import FlowMap
+from flowlib.interpolants import get_interpolant
+from flowlib.times import sample_dyadic, sample_pairs
+
+#: Every objective ``fit`` knows, with the chapter that explains it.
+METHODS = {
+    "flow_matching": "flow matching on the diagonal only: a velocity model (chapter 5)",
+    "lmd": "Lagrangian map distillation (chapter 6)",
+    "emd": "Eulerian map distillation (chapter 6)",
+    "progressive": "progressive flow-map matching from a teacher (chapter 6)",
+    "lsd": "Lagrangian self-distillation (chapter 7)",
+    "esd": "Eulerian self-distillation (chapter 7)",
+    "psd": "progressive self-distillation (chapter 7)",
+    "meanflow": "MeanFlow (chapter 8)",
+    "improved_meanflow": "improved MeanFlow (chapter 8)",
+    "consistency_distillation": "consistency distillation (chapter 9)",
+    "consistency_training": "consistency training (chapter 9)",
+    "shortcut": "shortcut model (chapter 9)",
+}
+TEACHER_METHODS = {"lmd", "emd", "progressive", "consistency_distillation"}
+SELF_METHODS = {"lsd", "esd", "psd"}
+CONSISTENCY_METHODS = {"consistency_distillation", "consistency_training"}
+#: Forward-pass equivalents per training step (forward 1, backward 2, a JVP with its forward 2, a
+#: backward through a JVP 4), counted per sample for an off-diagonal pair; used by chapter 6 and the benchmark.
+COST = {
+    "flow_matching": 3,
+    "lmd": 7,
+    "emd": 8,
+    "progressive": 5,
+    "lsd": 7,
+    "esd": 9,
+    "psd": 5,
+    "meanflow": 6,
+    "improved_meanflow": 7,
+    "consistency_distillation": 5,
+    "consistency_training": 4,
+    "shortcut": 5,
+}
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    r"""Every knob of :func:`fit`, with its default. Pass any of them as a keyword to :func:`fit`.
+
+    Attributes:
+        width: hidden width of the MLP.
+        depth: hidden layers of the MLP.
+        gap: also embed :math:`t - s`.
+        batch_size: samples per step.
+        lr: peak learning rate.
+        warmup: warm-up steps (default: 2% of the steps).
+        schedule: ``"cosine"`` or ``"constant"``.
+        grad_clip: gradient-norm clip.
+        ema_decay: EMA of the weights for the returned model (``None``: the raw weights).
+        diagonal_fraction: share of pairs with :math:`s = t` (``None``: the method's default).
+        time_distribution: ``"uniform"`` or ``"logit_normal"``.
+        logit_mean: location of the logit-normal.
+        logit_std: scale of the logit-normal.
+        max_gap: largest :math:`t - s` (``None``: any).
+        backward_fraction: share of off-diagonal pairs jumping backwards.
+        interpolant: ``"linear"`` or ``"trigonometric"``.
+        weighting: ``"none"``, ``"adaptive"`` or ``"learned"``.
+        adaptive_p: exponent p of the adaptive weight.
+        adaptive_c: constant c of the adaptive weight.
+        teacher_mode: ``"current"`` or ``"ema"`` (self-distillation).
+        target_decay: EMA decay of the teacher/target network.
+        consistency_intervals: N, with Δ = 1/N, for consistency models.
+        shortcut_levels: the smallest shortcut step is :math:`2^{-\text{levels}}`.
+        teacher_steps: RK4 steps per half-jump when a velocity teaches a progressive map.
+        pool_size: data points drawn when ``data`` is a name or a mixture.
+    """
+
+    width: int = 256
+    depth: int = 4
+    gap: bool = True
+    batch_size: int = 512
+    lr: float = 1e-3
+    warmup: int | None = None
+    schedule: str = "cosine"
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = 0.999
+    diagonal_fraction: float | None = None
+    time_distribution: str = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    max_gap: float | None = None
+    backward_fraction: float = 0.0
+    interpolant: str = "linear"
+    weighting: str = "none"
+    adaptive_p: float = 1.0
+    adaptive_c: float = 1e-3
+    teacher_mode: str = "current"
+    target_decay: float = 0.99
+    consistency_intervals: int = 64
+    shortcut_levels: int = 7
+    teacher_steps: int = 2
+    pool_size: int = 100_000
+
+
+DEFAULT_DIAGONAL = {"meanflow": 0.75, "improved_meanflow": 0.75, "flow_matching": 1.0}
+
+
+class Trainee(nn.Module):
+    """What the optimiser sees: the flow map, an optional target copy and an optional weight network."""
+
+    def __init__(self, flow_map: FlowMap, target: bool, learned_weight: bool) -> None:
+        super().__init__()
+        self.flow_map = flow_map
+        self.target = copy.deepcopy(flow_map).requires_grad_(False) if target else None
+        self.log_weight = nets.TimeWeight() if learned_weight else None
+
+    def update_target(self, decay: float) -> None:
+        """EMA update of the target copy towards the current weights."""
+        if self.target is None:
+            return
+        with torch.no_grad():
+            for p_target, p in zip(self.target.parameters(), self.flow_map.parameters(), strict=True):
+                p_target.lerp_(p, 1.0 - decay)
+
+
+def _fingerprint(obj: object) -> str:
+    """A short stable description of data, a teacher or a network, for cache keys."""
+    digest = hashlib.sha256()
+    if obj is None:
+        return "none"
+    if isinstance(obj, torch.Tensor):
+        digest.update(obj.detach().cpu().contiguous().numpy().tobytes())
+    elif isinstance(obj, nn.Module):
+        digest.update(repr(obj).encode())
+        for value in obj.state_dict().values():
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    elif isinstance(obj, GaussianMixture):
+        for value in (obj.weights, obj.means, obj.covs):
+            digest.update(value.numpy().tobytes())
+        digest.update(obj.interpolant.name.encode())
+    elif inspect.ismethod(obj):
+        digest.update(_fingerprint(obj.__self__).encode() + obj.__name__.encode())
+    elif hasattr(obj, "module"):  # a nets.detached wrapper
+        digest.update(_fingerprint(obj.module).encode() + getattr(obj, "method_name", "").encode())
+    else:
+        try:
+            digest.update(inspect.getsource(obj).encode())
+        except (OSError, TypeError):
+            digest.update(repr(obj).encode())
+    return digest.hexdigest()[:16]
+
+
+def library_fingerprint() -> str:
+    """A hash of the library code that defines a training run, so a code change never reuses a stale cache."""
+    digest = hashlib.sha256()
+    for name in ("fitting.py", "losses.py", "flowmap.py", "nets.py", "times.py", "train.py", "interpolants.py"):
+        digest.update(resources.files("flowlib").joinpath(name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _data_pool(data: object, size: int, seed: int) -> torch.Tensor:
+    if isinstance(data, str):
+        if data in datasets.SAMPLERS:
+            return datasets.sample(data, size, seed=seed)
+        return datasets.mixture(data).sample(size, seed=seed).float()
+    if isinstance(data, GaussianMixture):
+        return data.sample(size, seed=seed).float()
+    if isinstance(data, torch.Tensor):
+        as_points(data, "data")
+        return data.detach().float()
+    raise TypeError(f"data must be a dataset name, a GaussianMixture or a (N, d) tensor; got {type(data).__name__}")
+
+
+def _teacher_map(teacher: object, steps: int) -> Callable:
+    """A map X'(x, s, t) from a teacher flow map, or from a few RK4 steps of a teacher velocity."""
+    if isinstance(teacher, FlowMap):
+        return teacher
+    return lambda x, s, t: ode.integrate(teacher, x, ode.pair_grid(s, t, steps, x.shape[0]), "rk4").to(x.dtype)
+
+
+def _weighted_mean(
+    per_sample: torch.Tensor, s: torch.Tensor, t: torch.Tensor, trainee: Trainee, options: FitOptions
+) -> torch.Tensor:
+    if options.weighting == "adaptive":
+        weight = 1.0 / (per_sample.detach() + options.adaptive_c) ** options.adaptive_p
+        return (weight * per_sample).mean()
+    if options.weighting == "learned":
+        log_weight = trainee.log_weight(s, t)
+        return (per_sample * torch.exp(-log_weight) + log_weight).mean()
+    return per_sample.mean()
+
+
+def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOptions) -> Callable:
+    """The loss closure ``loss_fn(trainee, generator)`` for ``method``."""
+    path = get_interpolant(options.interpolant)
+    diagonal_fraction = (
+        options.diagonal_fraction if options.diagonal_fraction is not None else DEFAULT_DIAGONAL.get(method, 0.25)
+    )
+    teacher_map = _teacher_map(teacher, options.teacher_steps) if method == "progressive" else None
+    delta = 1.0 / options.consistency_intervals
+    batch = options.batch_size
+
+    def loss_fn(trainee: Trainee, generator: torch.Generator) -> torch.Tensor:
+        model = trainee.flow_map
+        x1 = train.draw(pool, batch, generator)
+        x0 = torch.randn(x1.shape, generator=generator)
+        if method in CONSISTENCY_METHODS:
+            k = torch.randint(0, options.consistency_intervals, (batch,), generator=generator)
+            s = k.float() * delta
+            if method == "consistency_distillation":
+                per = losses.consistency_distillation(model, trainee.target, teacher, path(x0, x1, s), s, delta)
+            else:
+                per = losses.consistency_training(model, trainee.target, x0, x1, s, delta, path)
+            return _weighted_mean(per, s, torch.ones_like(s), trainee, options)
+        if method == "shortcut":
+            s, h = sample_dyadic(batch, generator, options.shortcut_levels)
+            t = s + 2 * h
+        else:
+            s, t = sample_pairs(
+                batch,
+                generator,
+                options.time_distribution,
+                diagonal_fraction,
+                options.max_gap,
+                options.backward_fraction,
+                options.logit_mean,
+                options.logit_std,
+            )
+        on_diagonal = torch.zeros(batch, dtype=torch.bool)
+        on_diagonal[: int(round(diagonal_fraction * batch))] = True
+        if method == "meanflow":
+            per = losses.meanflow(model, x0, x1, s, t, path)
+            return _weighted_mean(per, s, t, trainee, options)
+        if method == "improved_meanflow":
+            per = losses.improved_meanflow(model, x0, x1, s, t, path)
+            return _weighted_mean(per, s, t, trainee, options)
+        if method == "shortcut":
+            t = torch.where(on_diagonal, s, t)
+        per = torch.zeros(batch)
+        d, o = on_diagonal, ~on_diagonal
+        if d.any():
+            if method in TEACHER_METHODS:  # the tangent condition straight from the teacher's velocity
+                xs = path(x0[d], x1[d], s[d])
+                with torch.no_grad():
+                    target = teacher(xs, s[d]) if not isinstance(teacher, FlowMap) else teacher.velocity(xs, s[d])
+                per[d] = (model.velocity(xs, s[d]) - target.to(xs.dtype)).pow(2).flatten(1).mean(1)
+            else:
+                per[d] = losses.diagonal(model, x0[d], x1[d], s[d], path)
+        if o.any():
+            xs = path(x0[o], x1[o], s[o])
+            so, to = s[o], t[o]
+            own = trainee.target if options.teacher_mode == "ema" and trainee.target is not None else model
+            if method == "lmd":
+                per[o] = losses.lmd(model, teacher, xs, so, to)
+            elif method == "emd":
+                per[o] = losses.emd(model, teacher, xs, so, to)
+            elif method == "progressive":
+                per[o] = losses.progressive(model, teacher_map, xs, so, to)
+            elif method == "lsd":
+                per[o] = losses.lsd(model, own, xs, so, to)
+            elif method == "esd":
+                per[o] = losses.esd(model, own, xs, so, to)
+            elif method == "psd":
+                per[o] = losses.psd(model, own, xs, so, to)
+            elif method == "shortcut":
+                per[o] = losses.shortcut(model, xs, so, (to - so) / 2)
+        return _weighted_mean(per, s, t, trainee, options)
+
+    return loss_fn
+
+
+def fit(
+    method: str,
+    data: object,
+    steps: int = 2000,
+    seed: int = 0,
+    teacher: object = None,
+    *,
+    max_seconds: float | None = None,
+    progress: bool = True,
+    cache: bool = True,
+    name: str | None = None,
+    **options: object,
+) -> FlowMap:
+    r"""Train a flow map :math:`X^\theta_{s,t}` with one of the book's objectives.
+
+    Args:
+        method: one of :data:`METHODS` (``"lsd"``, ``"psd"``, ``"meanflow"``, …).
+        data: a dataset name (``"checkerboard"``, ``"eight_gaussians"``, …), a
+            :class:`~flowlib.exact.GaussianMixture`, or an ``(N, d)`` tensor of data points.
+        steps: optimisation steps (an upper bound when ``max_seconds`` is set).
+        seed: seed of the data pool, the initial weights and every batch.
+        teacher: for ``"lmd"``, ``"emd"``, ``"consistency_distillation"``: a velocity ``b(x, t)``
+            (e.g. ``mix.velocity`` or a trained network); for ``"progressive"``: a velocity or a
+            pre-trained :class:`FlowMap`.
+        max_seconds: stop after this much training time (the benchmark's fixed budget).
+        progress: show a progress bar.
+        cache: load/save the weights in the cache (keyed by every argument and the library code).
+        name: prefix of the cache file (default: the method).
+        **options: any field of :class:`FitOptions`.
+
+    Returns:
+        The trained :class:`FlowMap` in eval mode; ``model.fit_result`` holds the
+        :class:`flowlib.train.TrainResult` (losses, steps, seconds) and ``model.fit_config`` the options.
+
+    Raises:
+        ValueError: an unknown method (the message lists them), a missing teacher, or a bad option.
+    """
+    check_choice(method, "method", METHODS)
+    check_positive_int(steps, "steps")
+    unknown = set(options) - {f.name for f in fields(FitOptions)}
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {sorted(unknown)}; valid options are {[f.name for f in fields(FitOptions)]}"
+        )
+    config = FitOptions(**options)  # type: ignore[arg-type]
+    check_choice(config.weighting, "weighting", ("none", "adaptive", "learned"))
+    check_choice(config.teacher_mode, "teacher_mode", ("current", "ema"))
+    if method in TEACHER_METHODS and teacher is None:
+        raise ValueError(f"method {method!r} distils a teacher: pass teacher=<a velocity b(x, t) or a FlowMap>")
+    if teacher is not None and not callable(teacher):
+        raise TypeError(f"teacher must be callable, got {type(teacher).__name__}")
+
+    pool = _data_pool(data, config.pool_size, seed)
+    if pool.ndim != 2:
+        raise ValueError(f"fit works on (N, d) data; got shape {tuple(pool.shape)}")
+    torch.manual_seed(seed)
+    net = nets.MLP(pool.shape[1], width=config.width, depth=config.depth, n_times=2, gap=config.gap)
+    needs_target = method in CONSISTENCY_METHODS or (method in SELF_METHODS and config.teacher_mode == "ema")
+    trainee = Trainee(FlowMap(net), target=needs_target, learned_weight=config.weighting == "learned")
+    key = {
+        "method": method,
+        "data": _fingerprint(pool),
+        "teacher": _fingerprint(teacher),
+        "options": asdict(config),
+        "library": library_fingerprint(),
+    }
+    result = train.train(
+        trainee,
+        _make_loss(method, pool, teacher, config),
+        steps,
+        lr=config.lr,
+        warmup=config.warmup if config.warmup is not None else min(500, max(1, steps // 50)),
+        schedule=config.schedule,
+        grad_clip=config.grad_clip,
+        ema_decay=config.ema_decay,
+        seed=seed,
+        cache_key=key if cache else None,
+        name=name or method,
+        max_seconds=max_seconds,
+        progress=progress,
+        after_step=(lambda module: module.update_target(config.target_decay)) if needs_target else None,
+    )
+    model = result.best.flow_map
+    model.eval()
+    model.fit_result = result
+    model.fit_config = {"method": method, **asdict(config)}
+    return model
+
+
+def describe(model: FlowMap) -> str:
+    """One line about how a model from :func:`fit` was trained."""
+    result = getattr(model, "fit_result", None)
+    config = getattr(model, "fit_config", {})
+    if result is None:
+        return "a flow map not trained by flowlib.fit"
+    return f"{config.get('method', '?')}: {result}"

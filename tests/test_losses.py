@@ -1,0 +1,129 @@
+"""Every flow-map objective vanishes at the exact flow map, and each one trains on a tiny problem.
+
+The exact map used here is the closed-form map of a single Gaussian, wrapped as a FlowMap in float64,
+so JVPs and gradients run through it exactly."""
+
+import pytest
+import torch
+from torch import nn
+
+import flowlib
+from flowlib import losses
+from flowlib.exact import GaussianMixture, gaussian_flow_map
+from flowlib.flowmap import FlowMap
+
+MEAN = torch.tensor([1.0, -0.5], dtype=torch.float64)
+
+
+class ExactAverageVelocity(nn.Module):
+    """v_{s,t}(x) = (X_{s,t}(x) - x) / (t - s) for N(MEAN, variance I) data, with the limit b_s at t = s."""
+
+    def __init__(self, variance: float):
+        super().__init__()
+        self.variance = variance
+        self.mixture = GaussianMixture([1.0], MEAN[None], variance)
+        self.dummy = nn.Parameter(torch.zeros(1, dtype=torch.float64))  # gives the module a dtype
+
+    def forward(self, x, s, t):
+        gap = (t - s)[:, None]
+        safe = torch.where(gap.abs() < 1e-12, torch.ones_like(gap), gap)
+        jump = (gaussian_flow_map(x, s, t, MEAN, self.variance) - x) / safe
+        return torch.where(gap.abs() < 1e-12, self.mixture.velocity(x, s), jump)
+
+
+def exact_map(variance=0.3):
+    return FlowMap(ExactAverageVelocity(variance))
+
+
+def batch(variance=0.3, n=64, seed=0, gap=True):
+    gen = torch.Generator().manual_seed(seed)
+    x1 = MEAN + variance**0.5 * torch.randn(n, 2, dtype=torch.float64, generator=gen)
+    x0 = torch.randn(n, 2, dtype=torch.float64, generator=gen)
+    s = 0.1 + 0.5 * torch.rand(n, dtype=torch.float64, generator=gen)
+    t = s + (0.05 + 0.3 * torch.rand(n, dtype=torch.float64, generator=gen)) if gap else s.clone()
+    return x0, x1, s, t, (1 - s)[:, None] * x0 + s[:, None] * x1
+
+
+@pytest.mark.parametrize("name", ["lmd", "emd", "lsd", "esd", "psd", "progressive"])
+def test_map_objectives_vanish_at_the_exact_map(name):
+    model = exact_map()
+    x0, x1, s, t, xs = batch()
+    velocity = model.net.mixture.velocity
+    residual = {
+        "lmd": lambda: losses.lmd(model, velocity, xs, s, t),
+        "emd": lambda: losses.emd(model, velocity, xs, s, t),
+        "lsd": lambda: losses.lsd(model, model, xs, s, t),
+        "esd": lambda: losses.esd(model, model, xs, s, t),
+        "psd": lambda: losses.psd(model, model, xs, s, t),
+        "progressive": lambda: losses.progressive(model, model, xs, s, t),
+    }[name]()
+    assert residual.shape == (64,)
+    assert residual.max() < 1e-12
+
+
+@pytest.mark.parametrize("name", ["meanflow", "improved_meanflow", "consistency_training"])
+def test_conditional_objectives_vanish_when_the_conditional_velocity_is_the_velocity(name):
+    """With data at one point, dI/dt given I_s is deterministic and equals b_s: the residual is zero."""
+    variance = 1e-12
+    model = exact_map(variance)
+    x0, x1, s, t, _ = batch(variance)
+    if name == "consistency_training":
+        residual = losses.consistency_training(model, model, x0, x1, s, 0.05)
+    else:
+        residual = getattr(losses, name)(model, x0, x1, s, t)
+    assert residual.max() < 1e-10
+
+
+def test_meanflow_target_is_the_eulerian_identity_in_conditional_expectation():
+    """For Gaussian data the MeanFlow target is linear in dI/dt, so its average over the pairs that
+    share one x_s is the identity's right-hand side with b_s: v_{s,t} = b_s + (t - s)(d_s v + grad v b_s)."""
+    model = exact_map(0.3)
+    x = torch.tensor([[0.4, 0.2]], dtype=torch.float64).repeat(4, 1)
+    s = torch.full((4,), 0.3, dtype=torch.float64)
+    t = torch.full((4,), 0.8, dtype=torch.float64)
+    b = model.net.mixture.velocity(x, s)
+    v, dv = model.jvp(x, s, t, dx=b, ds=1.0, output="velocity")
+    assert torch.allclose(v, b + (t - s)[:, None] * dv, atol=1e-10)
+
+
+def test_shortcut_and_consistency_distillation_are_small_at_the_exact_map():
+    model = exact_map()
+    x0, x1, s, t, xs = batch()
+    h = torch.full_like(s, 0.125)
+    assert losses.shortcut(model, xs, s * 0.5, h).max() < 1e-12  # two exact half-jumps are one exact jump
+    # one Euler step of the exact velocity: an O(delta^2) error per step
+    delta = 1e-3
+    residual = losses.consistency_distillation(model, model, model.net.mixture.velocity, xs, s, delta)
+    assert residual.max() < 1e-10
+
+
+def test_diagonal_objective_is_flow_matching_on_v_ss():
+    model = exact_map()
+    x0, x1, s, _, _ = batch(gap=False)
+    per = losses.diagonal(model, x0, x1, s)
+    path_velocity = x1 - x0
+    xs = (1 - s)[:, None] * x0 + s[:, None] * x1
+    assert torch.allclose(per, (model.velocity(xs, s) - path_velocity).pow(2).mean(1))
+
+
+def test_wrong_model_type_is_refused():
+    with pytest.raises(TypeError, match="FlowMap"):
+        losses.lsd(lambda x, s, t: x, exact_map(), torch.zeros(2, 2), torch.zeros(2), torch.ones(2))
+
+
+@pytest.mark.parametrize("method", sorted(flowlib.METHODS))
+def test_every_method_trains_through_fit(method):
+    from flowlib import data
+
+    mix = data.mixture("eight_gaussians")
+    teacher = mix.velocity if method in flowlib.fitting.TEACHER_METHODS else None
+    kwargs = dict(teacher=teacher, progress=False, width=32, depth=2, batch_size=128, pool_size=5000, ema_decay=None)
+    model = flowlib.fit(method, mix, steps=120, seed=1, **kwargs)
+    result = model.fit_result
+    assert result.steps == 120 and all(torch.isfinite(torch.tensor(result.losses)))
+    x = torch.randn(16, 2)
+    assert torch.equal(model(x, 0.3, 0.3), x)  # identity by construction
+    samples = model.sample(torch.randn(64, 2), steps=2)
+    assert samples.shape == (64, 2) and torch.isfinite(samples).all()
+    again = flowlib.fit(method, mix, steps=120, seed=1, **kwargs)
+    assert again.fit_result.from_cache
