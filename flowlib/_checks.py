@@ -77,7 +77,7 @@ def as_times(
         raise TypeError(f"{name} must be a float or a (batch,) tensor of times, got {type(t).__name__}")
     tt = torch.as_tensor(t, dtype=like.dtype, device=like.device)
     if tt.ndim == 0:
-        tt = tt.expand(batch)
+        tt = tt.expand(batch).clone()  # a real tensor, not a stride-0 view (forward-mode AD writes into it)
     elif tt.ndim != 1 or tt.shape[0] != batch:
         raise ValueError(f"{name} must be a float or a tensor of shape ({batch},); got shape {tuple(tt.shape)}")
     if not bool(torch.isfinite(tt).all()):

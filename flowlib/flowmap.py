@@ -169,3 +169,40 @@ def as_velocity_fn(model: FlowMap) -> Callable[[torch.Tensor, TimeLike], torch.T
     if not isinstance(model, FlowMap):
         raise TypeError(f"model must be a FlowMap, got {type(model).__name__}")
     return detached(model, model.velocity)
+
+
+@torch.no_grad()
+def consistency_sample(
+    model: FlowMap,
+    x0: torch.Tensor,
+    steps: int = 1,
+    generator: torch.Generator | None = None,
+    interpolant: str = "linear",
+) -> torch.Tensor:
+    r"""Multistep sampling of a consistency model, which only knows jumps to data (chapter 9).
+
+    Jump to data, :math:`x \leftarrow X_{t_k,1}(x)`; then go back to the next time on the grid by
+    **re-noising** with fresh noise, :math:`x \leftarrow I_{t_{k+1}}(z, x)`, and jump again. Unlike
+    composing flow-map jumps, each step forgets the path and draws a new one.
+
+    Args:
+        model: a flow map trained to jump to t = 1.
+        x0: noise ``(batch, ...)``.
+        steps: number of jumps to data; the grid is ``0, 1/steps, …``.
+        generator: the source of the fresh noise.
+        interpolant: the interpolant used for re-noising.
+
+    Returns:
+        Samples ``(batch, ...)``.
+    """
+    from flowlib.interpolants import get_interpolant
+
+    as_points(x0, "x0")
+    check_positive_int(steps, "steps")
+    path = get_interpolant(interpolant)
+    x = model(x0, 0.0, 1.0)
+    for k in range(1, steps):
+        t = k / steps
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        x = model(path(noise, x, t), t, 1.0)
+    return x

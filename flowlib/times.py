@@ -61,7 +61,8 @@ def sample_pairs(
     r"""``n`` pairs :math:`(s, t)` in [0, 1]², with a controlled share on the diagonal.
 
     Two times are drawn from ``distribution`` and ordered so that :math:`s \le t`; then the gap is
-    capped at ``max_gap``; the first ``round(diagonal_fraction · n)`` pairs get :math:`t = s`; and
+    capped at ``max_gap``; the first ``round(diagonal_fraction · n)`` pairs get :math:`s = t`, a single
+    draw from ``distribution``; and
     a share ``backward_fraction`` of the other pairs is swapped to jump backwards (:math:`t < s`).
 
     Args:
@@ -89,7 +90,10 @@ def sample_pairs(
     if max_gap is not None:
         t = torch.minimum(t, s + max_gap)
     n_diagonal = int(round(diagonal_fraction * n))
-    t[:n_diagonal] = s[:n_diagonal]
+    # a diagonal pair takes one draw, so its time follows `distribution` itself (the smaller of two
+    # draws would lean towards t = 0 and starve the data end of the velocity's training)
+    s[:n_diagonal] = a[:n_diagonal]
+    t[:n_diagonal] = a[:n_diagonal]
     if backward_fraction > 0:
         swap = torch.rand(n, generator=generator) < backward_fraction
         swap[:n_diagonal] = False
@@ -117,6 +121,26 @@ def sample_dyadic(
     slots = (1.0 / (2 * h)).long()  # number of jumps of size 2h in [0, 1]
     index = torch.floor(torch.rand(n, generator=generator) * slots).clamp(max=slots - 1)
     return index * 2 * h, h
+
+
+def sample_grid_pairs(
+    n: int, generator: torch.Generator | None = None, levels: int = 5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Pairs that a K-step sampler uses: :math:`s = k/K`, :math:`t = (k+1)/K` with :math:`K = 2^j`.
+
+    Args:
+        n: number of pairs.
+        generator: the random source.
+        levels: :math:`j` is uniform in ``0 … levels - 1`` (K = 1, 2, 4, …, :math:`2^{\text{levels}-1}`).
+
+    Returns:
+        ``(s, t)``, float32 tensors ``(n,)``.
+    """
+    check_positive_int(n, "n")
+    check_positive_int(levels, "levels")
+    steps = 2.0 ** torch.randint(0, levels, (n,), generator=generator).float()
+    k = torch.floor(torch.rand(n, generator=generator) * steps).clamp(max=steps - 1)
+    return k / steps, (k + 1) / steps
 
 
 def consistency_step(n_intervals: int) -> float:

@@ -358,6 +358,7 @@ def fit_velocity(
     seed: int = 0,
     name: str = "velocity",
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     r"""Flow matching (chapter 2): learn :math:`b_t(x)` from samples of the data, cached.
 
@@ -377,6 +378,7 @@ def fit_velocity(
         seed: seed of the initial weights and of the batches.
         name: prefix of the cache file and the progress bar.
         progress: show the progress bar.
+        max_seconds: stop after this much training time (the benchmark's fixed budget).
 
     Returns:
         A :class:`TrainResult`; ``result.model(x, t)`` is the learned velocity.
@@ -399,6 +401,16 @@ def fit_velocity(
 
     data_hash = hashlib.sha256(pool.numpy().tobytes()).hexdigest()[:16]
     key = {"data": data_hash, "batch_size": batch_size, "interpolant": interpolant, "recipe": "fit_velocity"}
+    warmup = min(500, max(1, steps // 50))
     return train(
-        model, loss_fn, steps, lr=lr, warmup=max(1, steps // 50), seed=seed, cache_key=key, name=name, progress=progress
+        model,
+        loss_fn,
+        steps,
+        lr=lr,
+        warmup=warmup,
+        seed=seed,
+        cache_key=key,
+        name=name,
+        progress=progress,
+        max_seconds=max_seconds,
     )

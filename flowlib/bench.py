@@ -1,0 +1,420 @@
+r"""The benchmark: every method, the same CPU-time budget, scored against a baseline and the data floor.
+
+Run it from the repository root::
+
+    python -m flowlib.bench              # the full benchmark (about an hour on 2 CPU cores)
+    python -m flowlib.bench --quick      # a seconds-long smoke run (the tests use it)
+
+For each dataset — the checkerboard, and the eight-Gaussian mixture whose exact flow map is known —
+it trains a flow-matching velocity (the baseline, sampled with 100 Heun steps) and every flow-map
+method of :data:`flowlib.METHODS`, each for the same wall-clock budget. Distillation methods get the
+baseline velocity as their teacher. It then reports, per method:
+
+* sliced W2 to fresh data at 1, 2, 4, 8 and 16 steps, raw and as a ratio to the baseline, with
+  standard errors from paired repeats (the same fresh data and noise for method and baseline);
+* energy distance at the same step counts, and the data-vs-data floor of both metrics;
+* the mean map error against the exact flow map over a grid of pairs :math:`s < t` (mixture only);
+* training steps and seconds, forward-pass equivalents per training sample, and sampling time per
+  10 000 points.
+
+It writes ``benchmark.json`` and ``benchmark.md`` (the table the book's appendix includes) and
+checks the targets for the best from-scratch method: one step within 1.5x of the baseline's
+100-step sliced W2, four steps within 1.0x, and mean map error at most 0.05.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+import flowlib
+from flowlib import data, metrics, nets, ode, train
+from flowlib.fitting import COST, FALLBACK_DIAGONAL, TEACHER_METHODS, resolve_options
+from flowlib.flowmap import FlowMap, as_flow_map_fn, consistency_sample
+
+FROM_SCRATCH = ("lsd", "esd", "psd", "meanflow", "improved_meanflow", "consistency_training", "shortcut")
+DISTILLED = ("lmd", "emd", "progressive", "consistency_distillation")
+DATASETS = ("checkerboard", "eight_gaussians")
+TARGETS = {"one_step_ratio": 1.5, "four_step_ratio": 1.0, "map_error": 0.05}
+
+
+@dataclass
+class BenchConfig:
+    """Sizes of a benchmark run.
+
+    Attributes:
+        budget: training seconds per model (baseline included).
+        n_eval: points per evaluation set.
+        repeats: independent evaluation sets (paired between a method and the baseline).
+        projections: random directions of the sliced W2.
+        energy_points: points per set for the O(n²) energy distance.
+        steps: step counts at which every method is sampled.
+        map_times: grid for the map error, pairs s < t.
+        map_points: points per start time for the map error.
+        methods: the methods to train.
+        datasets: the datasets.
+        options: options passed to :func:`flowlib.fit` for every method.
+        method_options: per-method overrides of ``options``.
+    """
+
+    budget: float = 90.0
+    n_eval: int = 40_000
+    repeats: int = 6
+    projections: int = 512
+    energy_points: int = 4000
+    steps: tuple[int, ...] = (1, 2, 4, 8, 16)
+    map_times: int = 5
+    map_points: int = 2000
+    methods: tuple[str, ...] = FROM_SCRATCH + DISTILLED
+    datasets: tuple[str, ...] = DATASETS
+    options: dict = field(default_factory=dict)
+    method_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def quick(cls) -> BenchConfig:
+        """A seconds-long configuration for tests: tiny budget and evaluation sets."""
+        return cls(
+            budget=0.4,
+            n_eval=1500,
+            repeats=2,
+            projections=64,
+            energy_points=400,
+            steps=(1, 4),
+            map_times=3,
+            map_points=200,
+            options={"width": 32, "depth": 2, "batch_size": 128, "pool_size": 5000},
+        )
+
+
+def _fresh(dataset: str, n: int, seed: int) -> torch.Tensor:
+    return data.sample(dataset, n, seed=seed)
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    tensor = torch.tensor(values, dtype=torch.float64)
+    se = float(tensor.std() / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return float(tensor.mean()), se
+
+
+class Evaluator:
+    """Fixed noise and fresh data for one dataset, shared by every model (paired comparisons)."""
+
+    def __init__(self, dataset: str, config: BenchConfig) -> None:
+        self.dataset, self.config = dataset, config
+        self.references = [_fresh(dataset, config.n_eval, 500_000 + r) for r in range(config.repeats)]
+        self.noise = [
+            torch.randn(config.n_eval, 2, generator=torch.Generator().manual_seed(600_000 + r))
+            for r in range(config.repeats)
+        ]
+        self.mixture = data.mixture(dataset) if dataset in data.MIXTURES else None
+
+    def _score(self, samples: torch.Tensor, r: int) -> tuple[float, float]:
+        k = self.config.energy_points
+        sliced = metrics.sliced_w2(samples, self.references[r], self.config.projections, seed=r)
+        return sliced, metrics.energy_distance(samples[:k], self.references[r][:k])
+
+    def scores(self, sampler: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, list[float]]:
+        """Sliced W2 and energy distance of ``sampler(noise)`` against each reference set."""
+        sliced, energy = [], []
+        for r in range(self.config.repeats):
+            with torch.no_grad():
+                samples = sampler(self.noise[r]).float()
+            if not bool(torch.isfinite(samples).all()):
+                return {"sliced_w2": [math.inf] * self.config.repeats, "energy": [math.inf] * self.config.repeats}
+            a, b = self._score(samples, r)
+            sliced.append(a)
+            energy.append(b)
+        return {"sliced_w2": sliced, "energy": energy}
+
+    def floor(self) -> dict[str, list[float]]:
+        """The same scores for an independent fresh sample of the data itself."""
+        sliced, energy = [], []
+        for r in range(self.config.repeats):
+            a, b = self._score(_fresh(self.dataset, self.config.n_eval, 700_000 + r), r)
+            sliced.append(a)
+            energy.append(b)
+        return {"sliced_w2": sliced, "energy": energy}
+
+    def map_error(self, model: FlowMap, to_data_only: bool) -> float | None:
+        """Mean |X_hat - X| over pairs s < t of the grid (only t = 1 for consistency models)."""
+        if self.mixture is None:
+            return None
+        flow_map = as_flow_map_fn(model)
+        grid = torch.linspace(0, 1, self.config.map_times).tolist()
+        errors = []
+        for i, s in enumerate(grid[:-1]):
+            x = self.mixture.sample_marginal(self.config.map_points, s, seed=800_000 + i)
+            for t in grid[i + 1 :]:
+                if to_data_only and t < 1.0:
+                    continue
+                errors.append(metrics.map_error(flow_map(x, s, t), self.mixture.flow_map(x, s, t)))
+        return float(sum(errors) / len(errors))
+
+
+def _sampler(model: FlowMap, steps: int, to_data_only: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Sampling with ``steps`` jumps: composed flow-map jumps, or consistency sampling with re-noising."""
+    if to_data_only:
+        return lambda z: consistency_sample(model, z, steps=steps, generator=torch.Generator().manual_seed(steps))
+    return lambda z: model.sample(z, steps=steps)
+
+
+def _sampling_seconds(sampler: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    z = torch.randn(10_000, 2)
+    with torch.no_grad():
+        sampler(z[:100])
+        start = time.perf_counter()
+        sampler(z)
+    return time.perf_counter() - start
+
+
+def _cost_per_sample(method: str, options: dict) -> float:
+    """Forward-pass equivalents per training sample, averaged over diagonal and off-diagonal pairs."""
+    if method in ("meanflow", "improved_meanflow", "consistency_distillation", "consistency_training"):
+        return float(COST[method])
+    fraction = resolve_options(method, options).get("diagonal_fraction")
+    fraction = FALLBACK_DIAGONAL if fraction is None else fraction
+    return fraction * COST["flow_matching"] + (1 - fraction) * COST[method]
+
+
+def _summarise(raw: dict[str, list[float]], baseline: dict[str, list[float]]) -> dict:
+    out = {}
+    for metric in ("sliced_w2", "energy"):
+        value, value_se = _mean_se(raw[metric])
+        ratios = [a / b for a, b in zip(raw[metric], baseline[metric], strict=True)]
+        ratio, ratio_se = _mean_se(ratios)
+        out[metric] = {"value": value, "se": value_se, "ratio": ratio, "ratio_se": ratio_se}
+    return out
+
+
+def _stats(values: list[float]) -> dict:
+    value, se = _mean_se(values)
+    return {"value": value, "se": se}
+
+
+def _baseline(dataset: str, config: BenchConfig, evaluator: Evaluator) -> tuple[dict, dict, Callable]:
+    """Train the flow-matching baseline; return its summary, its raw scores and its velocity."""
+    pool = _fresh(dataset, config.options.get("pool_size", 100_000), seed=0)
+    result = train.fit_velocity(
+        pool,
+        10**9,
+        max_seconds=config.budget,
+        progress=False,
+        name="bench-baseline",
+        width=config.options.get("width", 256),
+        depth=config.options.get("depth", 4),
+    )
+    velocity = nets.as_velocity(result.model)
+
+    def heun(z: torch.Tensor) -> torch.Tensor:
+        return ode.integrate(velocity, z, ode.uniform_grid(100), "heun")
+
+    scores = evaluator.scores(heun)
+    summary = {
+        "description": "flow matching, 100 Heun steps (NFE 200)",
+        "train_steps": result.steps,
+        "train_seconds": result.seconds,
+        "sliced_w2": _stats(scores["sliced_w2"]),
+        "energy": _stats(scores["energy"]),
+        "sampling_seconds_per_10k": _sampling_seconds(heun),
+    }
+    return summary, scores, velocity
+
+
+def _method(
+    method: str, dataset: str, config: BenchConfig, evaluator: Evaluator, baseline_scores: dict, teacher: Callable
+) -> dict:
+    """Train one method for the budget and score it."""
+    options = {**config.options, **config.method_options.get(method, {})}
+    pool = _fresh(dataset, options.get("pool_size", 100_000), seed=0)
+    started = time.perf_counter()
+    try:
+        model = flowlib.fit(
+            method,
+            pool,
+            steps=10**9,
+            seed=0,
+            teacher=teacher if method in TEACHER_METHODS else None,
+            max_seconds=config.budget,
+            progress=False,
+            cache=False,
+            **options,
+        )
+    except FloatingPointError as error:
+        return {"diverged": str(error)}
+    to_data = method.startswith("consistency")
+    per_steps = {
+        str(k): _summarise(evaluator.scores(_sampler(model, k, to_data)), baseline_scores) for k in config.steps
+    }
+    return {
+        "setting": "distilled from the baseline" if method in TEACHER_METHODS else "from scratch",
+        "train_steps": model.fit_result.steps,
+        "train_seconds": model.fit_result.seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "forward_equivalents_per_sample": _cost_per_sample(method, options),
+        "steps": per_steps,
+        "map_error": evaluator.map_error(model, to_data),
+        "sampling_seconds_per_10k": _sampling_seconds(_sampler(model, 1, to_data)),
+        "options": options,
+    }
+
+
+def run(config: BenchConfig, progress: bool = True) -> dict:
+    """Train and score everything; returns a JSON-serialisable dictionary."""
+    result: dict = {"config": asdict(config), "machine": _machine(), "datasets": {}}
+    jobs = [(d, m) for d in config.datasets for m in ("baseline", *config.methods)]
+    bar = train.progress_bar(jobs, desc="benchmark", disable=not progress)
+    state: dict[str, tuple] = {}
+    for dataset, method in bar:
+        section = result["datasets"].setdefault(dataset, {"methods": {}})
+        if method == "baseline":
+            evaluator = Evaluator(dataset, config)
+            summary, scores, velocity = _baseline(dataset, config, evaluator)
+            section["baseline"] = summary
+            section["floor"] = {k: _stats(v) for k, v in evaluator.floor().items()}
+            state[dataset] = (evaluator, scores, velocity)
+            continue
+        evaluator, scores, velocity = state[dataset]
+        section["methods"][method] = _method(method, dataset, config, evaluator, scores, velocity)
+    result["targets"] = check_targets(result)
+    return result
+
+
+def check_targets(result: dict) -> dict:
+    """The issue's targets for the best from-scratch method on each dataset (by one-step ratio)."""
+    verdicts = {}
+    for dataset, section in result["datasets"].items():
+        candidates = {m: r for m, r in section["methods"].items() if m in FROM_SCRATCH and "steps" in r}
+        if not candidates:
+            continue
+        best = min(candidates, key=lambda m: candidates[m]["steps"]["1"]["sliced_w2"]["ratio"])
+        row = candidates[best]
+        four = row["steps"].get("4", {}).get("sliced_w2", {}).get("ratio")
+        verdict = {
+            "best_method": best,
+            "one_step_ratio": row["steps"]["1"]["sliced_w2"]["ratio"],
+            "four_step_ratio": four,
+            "map_error": row["map_error"],
+        }
+        verdict["met"] = {
+            "one_step": verdict["one_step_ratio"] <= TARGETS["one_step_ratio"],
+            "four_step": four is not None and four <= TARGETS["four_step_ratio"],
+            "map_error": None if row["map_error"] is None else row["map_error"] <= TARGETS["map_error"],
+        }
+        verdicts[dataset] = verdict
+    return verdicts
+
+
+def _machine() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "processor": platform.processor() or platform.machine(),
+        "flowlib": flowlib.__version__,
+    }
+
+
+def _ratio(entry: dict, metric: str) -> str:
+    stats = entry[metric]
+    return f"{stats['ratio']:.2f} ± {stats['ratio_se']:.2f}"
+
+
+def _mark(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "not met")
+
+
+def to_markdown(result: dict) -> str:
+    """The benchmark as Markdown tables (one per dataset), as the book's appendix shows it."""
+    config, machine = result["config"], result["machine"]
+    lines = [
+        f"Budget: **{config['budget']:g} s** of training per model on {machine['cpu_threads']} CPU threads "
+        f"(torch {machine['torch']}). Scores are sliced W2 to fresh data as a ratio to the baseline (flow matching "
+        f"sampled with 100 Heun steps): mean ± standard error over {config['repeats']} paired sets of "
+        f"{config['n_eval']:,} points; lower is better, 1.00 is as good as the baseline.",
+        "",
+    ]
+    steps = [str(k) for k in config["steps"]]
+    for dataset, section in result["datasets"].items():
+        base, floor = section["baseline"], section["floor"]
+        lines += [
+            f"### {dataset.replace('_', ' ')}",
+            "",
+            f"Baseline sliced W2 {base['sliced_w2']['value']:.4f} ± {base['sliced_w2']['se']:.4f} "
+            f"({base['train_steps']:,} training steps; {base['sampling_seconds_per_10k']:.2f} s per 10k samples); "
+            f"data-vs-data floor {floor['sliced_w2']['value']:.4f} ± {floor['sliced_w2']['se']:.4f} "
+            f"(ratio {floor['sliced_w2']['value'] / base['sliced_w2']['value']:.2f}). "
+            f"Energy distance: baseline {base['energy']['value']:.5f}, floor {floor['energy']['value']:.5f}.",
+            "",
+        ]
+        step_headers = " | ".join(f"SW, {k} step{'' if k == '1' else 's'}" for k in steps)
+        lines.append(
+            f"| method | setting | train steps | FPE/sample | {step_headers} | energy, 1 step | map error | "
+            "s per 10k (1 step) |"
+        )
+        lines.append("|" + "---|" * (len(steps) + 7))
+        for method, row in section["methods"].items():
+            if "diverged" in row:
+                lines.append(f"| {method} | diverged |" + " |" * (len(steps) + 5))
+                continue
+            cells = " | ".join(_ratio(row["steps"][k], "sliced_w2") for k in steps)
+            map_error = "—" if row["map_error"] is None else f"{row['map_error']:.3f}"
+            lines.append(
+                f"| {method} | {row['setting']} | {row['train_steps']:,} | "
+                f"{row['forward_equivalents_per_sample']:.1f} | {cells} | {_ratio(row['steps'][steps[0]], 'energy')} | "
+                f"{map_error} | {row['sampling_seconds_per_10k']:.3f} |"
+            )
+        lines.append("")
+    lines += [
+        "### Targets (best from-scratch method by its one-step score)",
+        "",
+        "| dataset | method | 1 step (≤ 1.5) | 4 steps (≤ 1.0) | map error (≤ 0.05) |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset, verdict in result.get("targets", {}).items():
+        met = verdict["met"]
+        map_error = "—" if verdict["map_error"] is None else f"{verdict['map_error']:.3f}"
+        four = "—" if verdict["four_step_ratio"] is None else f"{verdict['four_step_ratio']:.2f}"
+        lines.append(
+            f"| {dataset} | {verdict['best_method']} | {verdict['one_step_ratio']:.2f} ({_mark(met['one_step'])}) | "
+            f"{four} ({_mark(met['four_step'])}) | {map_error} ({_mark(met['map_error'])}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m flowlib.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument("--budget", type=float, help="training seconds per model (default 90)")
+    parser.add_argument("--methods", nargs="+", choices=sorted(FROM_SCRATCH + DISTILLED))
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS)
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--out", type=Path, default=Path("book") / "generated", help="where to write the results")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = BenchConfig.quick() if args.quick else BenchConfig()
+    if args.budget is not None:
+        config.budget = args.budget
+    if args.methods:
+        config.methods = tuple(args.methods)
+    if args.datasets:
+        config.datasets = tuple(args.datasets)
+    result = run(config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
+    (args.out / "benchmark.md").write_text(to_markdown(result))
+    print(to_markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+r"""How consistent is a map with a flow? The three rules as measurable residuals (chapter 5).
+
+For a map :math:`X_{s,t}` and a velocity :math:`b_t`:
+
+* **compositional**: :math:`X_{u,t}(X_{s,u}(x)) - X_{s,t}(x)`
+* **Lagrangian**: :math:`\partial_t X_{s,t}(x) - b_t(X_{s,t}(x))` (the end of a jump moves with the flow)
+* **Eulerian**: :math:`\partial_s X_{s,t}(x) + \nabla X_{s,t}(x)\,b_s(x)` (the end does not move when the
+  start slides along its path)
+
+All three vanish for the exact flow map. Each function returns the residual's norm per point,
+shape ``(batch,)``. Maps may be any callable ``flow_map(x, s, t)``; derivatives then come from
+central differences (in the caller's dtype: use float64). A :class:`~flowlib.flowmap.FlowMap`
+gets exact derivatives from its JVP instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from flowlib._checks import as_points, check_callable, check_choice
+from flowlib.flowmap import FlowMap
+
+MapFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+KINDS = ("compositional", "lagrangian", "eulerian")
+
+
+def _times(value: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(value, dtype=x.dtype, device=x.device).expand(x.shape[0]).clone()
+
+
+def _norm(residual: torch.Tensor) -> torch.Tensor:
+    return residual.flatten(1).norm(dim=1)
+
+
+def compositional_residual(
+    flow_map: MapFn, x: torch.Tensor, s: float | torch.Tensor, u: float | torch.Tensor, t: float | torch.Tensor
+) -> torch.Tensor:
+    r""":math:`\|X_{u,t}(X_{s,u}(x)) - X_{s,t}(x)\|` per point, ``(batch,)``."""
+    check_callable(flow_map, "flow_map", "flow_map(x, s, t)")
+    as_points(x, "x")
+    ss, uu, tt = _times(s, x), _times(u, x), _times(t, x)
+    with torch.no_grad():
+        return _norm(flow_map(flow_map(x, ss, uu), uu, tt) - flow_map(x, ss, tt))
+
+
+def _model_dtype(model: FlowMap) -> torch.dtype:
+    parameter = next(model.parameters(), None)
+    return parameter.dtype if parameter is not None else torch.float32
+
+
+def _column(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def lagrangian_residual(
+    flow_map: MapFn | FlowMap,
+    velocity: Velocity,
+    x: torch.Tensor,
+    s: float | torch.Tensor,
+    t: float | torch.Tensor,
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    r""":math:`\|\partial_t X_{s,t}(x) - b_t(X_{s,t}(x))\|` per point, ``(batch,)``.
+
+    Central differences in t, one-sided at t = 0 or 1; a :class:`FlowMap` uses its JVP.
+    """
+    check_callable(velocity, "velocity", "velocity(x, t)")
+    as_points(x, "x")
+    ss, tt = _times(s, x), _times(t, x)
+    if isinstance(flow_map, FlowMap):
+        dtype = _model_dtype(flow_map)
+        end, d_end = flow_map.jvp(x.to(dtype), ss.to(dtype), tt.to(dtype), dt=1.0)
+        end, d_end = end.detach().to(x.dtype), d_end.detach().to(x.dtype)
+    else:
+        check_callable(flow_map, "flow_map", "flow_map(x, s, t)")
+        up, down = (tt + eps).clamp(max=1.0), (tt - eps).clamp(min=0.0)
+        with torch.no_grad():
+            end = flow_map(x, ss, tt)
+            d_end = (flow_map(x, ss, up) - flow_map(x, ss, down)) / _column(up - down, x)
+    with torch.no_grad():
+        return _norm(d_end - velocity(end, tt))
+
+
+def eulerian_residual(
+    flow_map: MapFn | FlowMap,
+    velocity: Velocity,
+    x: torch.Tensor,
+    s: float | torch.Tensor,
+    t: float | torch.Tensor,
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    r""":math:`\|\partial_s X_{s,t}(x) + \nabla X_{s,t}(x)\,b_s(x)\|` per point, ``(batch,)``.
+
+    Both terms together are the derivative of :math:`X_{s+\varepsilon,t}(x + \varepsilon\,b_s(x))` at
+    :math:`\varepsilon = 0`: one directional derivative along :math:`(b_s(x), 1, 0)` (central differences,
+    one-sided at s = 0 or 1; a :class:`FlowMap` uses its JVP).
+    """
+    check_callable(velocity, "velocity", "velocity(x, t)")
+    as_points(x, "x")
+    ss, tt = _times(s, x), _times(t, x)
+    with torch.no_grad():
+        b = velocity(x, ss)
+    if isinstance(flow_map, FlowMap):
+        dtype = _model_dtype(flow_map)
+        derivative = flow_map.jvp(x.to(dtype), ss.to(dtype), tt.to(dtype), dx=b.to(dtype), ds=1.0)[1]
+        return _norm(derivative.detach().to(x.dtype))
+    check_callable(flow_map, "flow_map", "flow_map(x, s, t)")
+    ahead, behind = (1.0 - ss).clamp(max=eps), ss.clamp(max=eps)  # steps that stay inside [0, 1]
+    with torch.no_grad():
+        plus = flow_map(x + _column(ahead, x) * b, ss + ahead, tt)
+        minus = flow_map(x - _column(behind, x) * b, ss - behind, tt)
+    return _norm((plus - minus) / _column(ahead + behind, x))
+
+
+def residual_grid(
+    kind: str,
+    flow_map: MapFn | FlowMap,
+    velocity: Velocity,
+    sample_at: Callable[[int, float], torch.Tensor],
+    times: torch.Tensor,
+    n: int = 256,
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    r"""Mean residual of one rule over a grid of :math:`(s, t)`, with :math:`x \sim p_s` at each :math:`s`.
+
+    Args:
+        kind: ``"compositional"`` (with :math:`u` halfway), ``"lagrangian"`` or ``"eulerian"``.
+        flow_map: the map to test.
+        velocity: the true velocity :math:`b_t` (unused by the compositional rule).
+        sample_at: ``sample_at(n, s) -> (n, d)`` points of the flow at time s (e.g. a
+            mixture's ``sample_marginal``).
+        times: grid of times in [0, 1], ``(G,)``.
+        n: points per grid time.
+        eps: finite-difference step.
+
+    Returns:
+        ``(G, G)`` tensor: entry ``[i, j]`` is the mean residual for :math:`s = t_i`, :math:`t = t_j`.
+    """
+    check_choice(kind, "kind", KINDS)
+    grid = torch.as_tensor(times, dtype=torch.float64)
+    out = torch.zeros(len(grid), len(grid), dtype=torch.float64)
+    for i, s in enumerate(grid.tolist()):
+        x = sample_at(n, s)
+        for j, t in enumerate(grid.tolist()):
+            if kind == "compositional":
+                residual = compositional_residual(flow_map, x, s, 0.5 * (s + t), t)
+            elif kind == "lagrangian":
+                residual = lagrangian_residual(flow_map, velocity, x, s, t, eps)
+            else:
+                residual = eulerian_residual(flow_map, velocity, x, s, t, eps)
+            out[i, j] = residual.mean()
+    return out

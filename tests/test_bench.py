@@ -1,0 +1,52 @@
+"""The benchmark runs end to end in quick mode and writes what the appendix includes."""
+
+import json
+import math
+
+import pytest
+
+from flowlib import bench
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = bench.main(["--quick", "--out", str(out)])
+    return result, out
+
+
+def test_every_method_is_scored_on_both_datasets(quick):
+    result, _ = quick
+    for dataset in bench.DATASETS:
+        section = result["datasets"][dataset]
+        assert set(section["methods"]) == set(bench.FROM_SCRATCH + bench.DISTILLED)
+        assert section["floor"]["sliced_w2"]["value"] > 0
+        for method, row in section["methods"].items():
+            if "diverged" in row:
+                continue
+            assert row["train_seconds"] > 0 and row["train_steps"] > 0
+            for k, entry in row["steps"].items():
+                assert entry["sliced_w2"]["value"] > 0, (dataset, method, k)
+            assert (row["map_error"] is None) == (dataset == "checkerboard")
+
+
+def test_ratios_are_paired_against_the_baseline(quick):
+    result, _ = quick
+    section = result["datasets"]["eight_gaussians"]
+    row = next(r for r in section["methods"].values() if "steps" in r)
+    entry = row["steps"]["1"]["sliced_w2"]
+    assert math.isfinite(entry["ratio"]) and entry["ratio_se"] >= 0
+    assert entry["ratio"] == pytest.approx(entry["value"] / section["baseline"]["sliced_w2"]["value"], rel=0.5)
+
+
+def test_outputs_are_written_and_targets_checked(quick):
+    result, out = quick
+    saved = json.loads((out / "benchmark.json").read_text())
+    assert saved["config"]["budget"] == result["config"]["budget"]
+    table = (out / "benchmark.md").read_text()
+    assert "### checkerboard" in table and "### eight gaussians" in table and "Targets" in table
+    for verdict in result["targets"].values():
+        assert verdict["best_method"] in bench.FROM_SCRATCH
+        assert set(verdict["met"]) == {"one_step", "four_step", "map_error"}
