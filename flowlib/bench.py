@@ -2,7 +2,7 @@ r"""The benchmark: every method, the same CPU-time budget, scored against a base
 
 Run it from the repository root::
 
-    python -m flowlib.bench              # the full benchmark (about an hour on 2 CPU cores)
+    python -m flowlib.bench              # the full benchmark (about an hour on one CPU core)
     python -m flowlib.bench --quick      # a seconds-long smoke run (the tests use it)
 
 For each dataset — the checkerboard, and the eight-Gaussian mixture whose exact flow map is known —
@@ -66,8 +66,8 @@ class BenchConfig:
     """
 
     budget: float = 90.0
-    n_eval: int = 40_000
-    repeats: int = 6
+    n_eval: int = 20_000
+    repeats: int = 4
     projections: int = 512
     energy_points: int = 4000
     steps: tuple[int, ...] = (1, 2, 4, 8, 16)

@@ -144,12 +144,15 @@ def residual_grid(
     out = torch.zeros(len(grid), len(grid), dtype=torch.float64)
     for i, s in enumerate(grid.tolist()):
         x = sample_at(n, s)
-        for j, t in enumerate(grid.tolist()):
-            if kind == "compositional":
-                residual = compositional_residual(flow_map, x, s, 0.5 * (s + t), t)
-            elif kind == "lagrangian":
-                residual = lagrangian_residual(flow_map, velocity, x, s, t, eps)
-            else:
-                residual = eulerian_residual(flow_map, velocity, x, s, t, eps)
-            out[i, j] = residual.mean()
+        # every end time at once: one batched call per start time (the oracle's cost is per call)
+        xs = x.repeat(len(grid), *([1] * (x.ndim - 1)))
+        t = grid.to(x.dtype).repeat_interleave(n)
+        start = torch.full_like(t, s)
+        if kind == "compositional":
+            residual = compositional_residual(flow_map, xs, start, 0.5 * (start + t), t)
+        elif kind == "lagrangian":
+            residual = lagrangian_residual(flow_map, velocity, xs, start, t, eps)
+        else:
+            residual = eulerian_residual(flow_map, velocity, xs, start, t, eps)
+        out[i] = residual.reshape(len(grid), n).mean(1)
     return out

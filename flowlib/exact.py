@@ -272,6 +272,51 @@ def monte_carlo_velocity(
     return torch.stack(estimates)
 
 
+def posterior_pairs(
+    data: torch.Tensor,
+    x: torch.Tensor,
+    t: float,
+    n: int,
+    seed: int = 0,
+    interpolant: str | Interpolant = "linear",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Draw pairs :math:`(x_0, x_1)` whose interpolant passes through one point: :math:`I_t(x_0, x_1) = x`.
+
+    The pairs a flow-matching or MeanFlow batch could have drawn at this point (chapter 8). Data
+    points are resampled with the posterior weights of :func:`monte_carlo_velocity`,
+    :math:`\propto \exp(-|x - \beta_t x_1|^2 / 2\alpha_t^2)`, and each gets the noise it needs,
+    :math:`x_0 = (x - \beta_t x_1)/\alpha_t`. The mean of :math:`\dot I_t` over the pairs
+    estimates :math:`b_t(x)`.
+
+    Args:
+        data: ``(N, d)`` samples of the data (the more, the better the posterior).
+        x: one point ``(d,)`` at time t.
+        t: a time in [0, 1).
+        n: number of pairs.
+        seed: seed of the resampling.
+        interpolant: the interpolant's name or object.
+
+    Returns:
+        ``x0, x1``, each ``(n, d)`` float64.
+    """
+    as_points(data, "data")
+    point = torch.as_tensor(x, dtype=torch.float64)
+    if point.shape != (data.shape[1],):
+        raise ValueError(f"x must be one point of shape ({data.shape[1]},); got {tuple(point.shape)}")
+    if not isinstance(t, (int, float)) or not 0.0 <= t < 1.0:
+        raise ValueError(f"t must be a float in [0, 1) (at t = 1 the noise is unidentifiable); got {t!r}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer; got {n!r}")
+    path = get_interpolant(interpolant)
+    tt = torch.tensor(float(t), dtype=torch.float64)
+    a, b = path.alpha(tt), path.beta(tt)
+    x1 = data.to(torch.float64)
+    weights = torch.softmax(-0.5 * (((point - b * x1) / a) ** 2).sum(1), dim=0)
+    index = torch.multinomial(weights, n, replacement=True, generator=torch.Generator().manual_seed(seed))
+    chosen = x1[index]
+    return (point - b * chosen) / a, chosen
+
+
 def gaussian_flow_map(
     x: torch.Tensor,
     s: TimeLike,

@@ -156,10 +156,7 @@ class FitOptions:
 #: diagonal made LSD diverge.
 METHOD_DEFAULTS: dict[str, dict[str, float]] = {
     "flow_matching": {"diagonal_fraction": 1.0},
-    **{
-        m: {"diagonal_fraction": 0.75, "diagonal_warmup": 0.3, "lr": 2e-3}
-        for m in ("lsd", "esd", "psd", "shortcut")
-    },
+    **{m: {"diagonal_fraction": 0.75, "diagonal_warmup": 0.3, "lr": 2e-3} for m in ("lsd", "esd", "psd", "shortcut")},
     "meanflow": {"diagonal_fraction": 0.75, "lr": 2e-3},
     "improved_meanflow": {"diagonal_fraction": 0.75, "lr": 2e-3},
 }
@@ -298,9 +295,7 @@ def _pairs(
 def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOptions, progress: _Progress) -> Callable:
     """The loss closure ``loss_fn(trainee, generator)`` for ``method``."""
     path = get_interpolant(options.interpolant)
-    diagonal_fraction = (
-        options.diagonal_fraction if options.diagonal_fraction is not None else FALLBACK_DIAGONAL
-    )
+    diagonal_fraction = options.diagonal_fraction if options.diagonal_fraction is not None else FALLBACK_DIAGONAL
     teacher_map = _teacher_map(teacher, options.teacher_steps) if method == "progressive" else None
     delta = 1.0 / options.consistency_intervals
     batch = options.batch_size

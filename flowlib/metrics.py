@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from flowlib._checks import as_points, check_positive_int
+from flowlib.nets import detached
 
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
 
@@ -236,3 +237,83 @@ def against_floor(
     floor, floor_se = _mean_se(floors)
     label = name or getattr(metric, "__name__", None) or getattr(getattr(metric, "func", None), "__name__", "metric")
     return FloorReport(label, value, value_se, floor, floor_se, n, repeats)
+
+
+def map_error_grid(
+    flow_map: Callable[[torch.Tensor, torch.Tensor | float, torch.Tensor | float], torch.Tensor],
+    mixture: object,
+    times: torch.Tensor | list[float],
+    n: int = 1000,
+    seed: int = 0,
+    forward_only: bool = True,
+) -> torch.Tensor:
+    r"""Map error :math:`\mathbb E_{x \sim p_s}\|\hat X_{s,t}(x) - X_{s,t}(x)\|` over a grid of pairs (s, t).
+
+    The reference is the mixture's exact flow map (:meth:`flowlib.exact.GaussianMixture.flow_map`);
+    the points are draws of the marginal :math:`p_s` (``mixture.sample_marginal``), the same for
+    every map compared with the same ``seed``.
+
+    Args:
+        flow_map: the map to score, ``flow_map(x, s, t)``; a trained
+            :class:`~flowlib.flowmap.FlowMap` works directly.
+        mixture: a :class:`~flowlib.exact.GaussianMixture`.
+        times: grid ``(G,)`` in [0, 1].
+        n: points per start time.
+        seed: seed of the points (start time ``i`` uses ``seed + i``).
+        forward_only: score only pairs with ``s < t`` (the others are NaN).
+
+    Returns:
+        ``(G, G)`` float64 tensor; entry ``[i, j]`` is the mean error from ``times[i]`` to ``times[j]``.
+    """
+    check_positive_int(n, "n")
+    if not callable(flow_map):
+        raise TypeError("flow_map must be callable as flow_map(x, s, t)")
+    if isinstance(flow_map, torch.nn.Module):  # a network: no gradients, the caller's dtype
+        flow_map = detached(flow_map)
+    grid = torch.as_tensor(times, dtype=torch.float64).flatten().tolist()
+    out = torch.full((len(grid), len(grid)), math.nan, dtype=torch.float64)
+    for i, s in enumerate(grid):
+        ends = [j for j, t in enumerate(grid) if not (forward_only and t <= s)]
+        if not ends:
+            continue
+        x = mixture.sample_marginal(n, s, seed=seed + i)
+        # every end time at once: one batched call per start time (the oracle's cost is per call)
+        xs = x.repeat(len(ends), 1)
+        t = torch.tensor([grid[j] for j in ends], dtype=x.dtype).repeat_interleave(n)
+        start = torch.full_like(t, s)
+        with torch.no_grad():
+            distance = (flow_map(xs, start, t).to(xs.dtype) - mixture.flow_map(xs, start, t)).norm(dim=1)
+        for position, j in enumerate(distance.reshape(len(ends), n).mean(1).tolist()):
+            out[i, ends[position]] = j
+    return out
+
+
+def quality_by_steps(
+    sample: Callable[[torch.Tensor, int], torch.Tensor],
+    noise: torch.Tensor,
+    reference: torch.Tensor,
+    steps: tuple[int, ...] = (1, 2, 4, 8, 16),
+    n_projections: int = 256,
+) -> dict[int, float]:
+    r"""Sliced W2 to ``reference`` of ``sample(noise, k)`` for each step count k (lower is better).
+
+    Args:
+        sample: ``sample(noise, k) -> (n, d)``, e.g. ``lambda z, k: model.sample(z, steps=k)``.
+        noise: ``(n, d)`` starting points, the same for every k (and every model compared).
+        reference: ``(m, d)`` fresh data.
+        steps: the step counts.
+        n_projections: directions of the sliced W2.
+
+    Returns:
+        ``{k: sliced W2}``; ``inf`` where the samples are not finite.
+    """
+    if not callable(sample):
+        raise TypeError("sample must be callable as sample(noise, steps)")
+    out = {}
+    for k in steps:
+        check_positive_int(k, "steps")
+        with torch.no_grad():
+            points = sample(noise, k)
+        finite = bool(torch.isfinite(points).all())
+        out[k] = sliced_w2(points.float(), reference.float(), n_projections) if finite else math.inf
+    return out

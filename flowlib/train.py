@@ -414,3 +414,34 @@ def fit_velocity(
         progress=progress,
         max_seconds=max_seconds,
     )
+
+
+def saved_activation_bytes(compute: Callable[[], torch.Tensor]) -> int:
+    """Bytes that autograd keeps for the backward pass of ``compute()`` (chapter 10).
+
+    On a CPU there is no peak-memory counter; what grows with an objective's cost is the set of
+    tensors saved for the backward pass (activations, and for a JVP their tangents too). This
+    counts them, each storage once (forward-mode tensors by their size), while ``compute`` runs under
+    :func:`torch.autograd.graph.saved_tensors_hooks`.
+
+    Args:
+        compute: a function that builds a differentiable scalar, e.g. ``lambda: loss(model, batch)``.
+
+    Returns:
+        The number of bytes saved for backward (the graph is freed afterwards).
+    """
+    check_callable(compute, "compute", "compute() -> loss")
+    seen: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        try:
+            storage = tensor.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+        except RuntimeError:  # a forward-mode (dual) tensor has no plain storage: count its elements
+            seen[id(tensor)] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        result = compute()
+    del result
+    return sum(seen.values())

@@ -365,3 +365,73 @@ def animate_points(
         label.set_text(f"{title} t = {tt[i]:.2f}")
 
     return animation_html(fig, update, len(frames))
+
+
+def time_pair_map(
+    ax: plt.Axes,
+    values: torch.Tensor,
+    title: str = "",
+    log: bool = False,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "magma_r",
+) -> mpl.image.AxesImage:
+    r"""Draw a quantity over pairs of times: ``values[i, j]`` at start :math:`s_i` (x) and end :math:`t_j` (y).
+
+    Used for consistency residuals (:func:`flowlib.consistency.residual_grid`) and map errors
+    (:func:`flowlib.metrics.map_error_grid`) on a uniform grid of [0, 1]. NaN entries stay blank.
+
+    Args:
+        ax: the axes.
+        values: ``(G, G)`` tensor.
+        title: the panel's title.
+        log: show :math:`\log_{10}` of the values (clamped at 1e-12).
+        vmin: lower colour limit (in log10 units when ``log``).
+        vmax: upper colour limit (in log10 units when ``log``).
+        cmap: the colour map.
+
+    Returns:
+        The image, for a colour bar.
+    """
+    grid = torch.as_tensor(values, dtype=torch.float64)
+    if grid.ndim != 2 or grid.shape[0] != grid.shape[1]:
+        raise ValueError(f"values must be a square (G, G) grid; got shape {tuple(grid.shape)}")
+    shown = grid.clamp(min=1e-12).log10() if log else grid
+    image = ax.imshow(
+        to_numpy(shown.T), origin="lower", extent=(0, 1, 0, 1), vmin=vmin, vmax=vmax, cmap=cmap, aspect="equal"
+    )
+    ax.set_xlabel("start time s")
+    ax.set_ylabel("end time t")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return image
+
+
+def plot_quality_by_steps(
+    ax: plt.Axes,
+    curves: dict[str, dict[int, float]],
+    baseline: float | None = None,
+    floor: float | None = None,
+    baseline_label: str = "flow matching, 100 Heun steps",
+) -> None:
+    """Quality against the number of sampling steps, one line per model (log-log axes).
+
+    Args:
+        ax: the axes.
+        curves: ``{label: {steps: metric}}``, e.g. from :func:`flowlib.metrics.quality_by_steps`.
+        baseline: a horizontal reference (e.g. a many-step ODE solve).
+        floor: the data-vs-data value of the metric.
+        baseline_label: the reference's legend entry.
+    """
+    for label, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [curve[k] for k in ks], "o-", label=label)
+    if baseline is not None:
+        ax.axhline(baseline, color="black", linestyle="--", linewidth=1, label=baseline_label)
+    if floor is not None:
+        ax.axhline(floor, color="grey", linestyle=":", linewidth=1, label="data vs data (floor)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sampling steps")
+    ax.set_ylabel("sliced W2 to fresh data")
+    ax.legend(fontsize=8)
