@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -270,6 +270,29 @@ def monte_carlo_velocity(
         weights = torch.softmax(-0.5 * (noise**2).sum(1), dim=0)
         estimates.append(weights @ (da * noise + db * x1))
     return torch.stack(estimates)
+
+
+def tangent_map(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    r"""The tangent used as a map, :math:`\hat X_{s,t}(x) = x + (t - s)\,b_s(x)`: one Euler step of any length.
+
+    It satisfies identity and the tangent condition but not composition (chapters 4 and 5): the
+    simplest *inconsistent* flow map, used to show what the explorer and the residuals flag.
+
+    Args:
+        velocity: ``velocity(x, t)`` with ``x`` ``(batch, d)`` and ``t`` ``(batch,)``.
+
+    Returns:
+        ``jump(x, s, t)``; ``s`` and ``t`` are floats or ``(batch,)`` tensors.
+    """
+    if not callable(velocity):
+        raise TypeError("velocity must be callable as velocity(x, t)")
+
+    def jump(x: torch.Tensor, s: TimeLike, t: TimeLike) -> torch.Tensor:
+        ss = torch.as_tensor(s, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        tt = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        return x + (tt - ss)[:, None] * velocity(x, ss)
+
+    return jump
 
 
 def posterior_pairs(

@@ -140,10 +140,12 @@ class FlowMap(nn.Module):
         check_choice(method, "method", ("jvp", "fd"))
         check_choice(output, "output", ("map", "velocity"))
         ss, tt = self._times(x, s, t)
-        tangents = (
-            torch.zeros_like(x) if dx is None else torch.as_tensor(dx, dtype=x.dtype, device=x.device).expand_as(x),
-            torch.zeros_like(ss) if ds is None else torch.as_tensor(ds, dtype=x.dtype, device=x.device).expand_as(ss),
-            torch.zeros_like(tt) if dt is None else torch.as_tensor(dt, dtype=x.dtype, device=x.device).expand_as(tt),
+        x = x.contiguous()  # forward-mode AD refuses broadcast views (e.g. one point expanded to a batch)
+        tangents = tuple(
+            torch.zeros_like(like)
+            if tangent is None
+            else torch.as_tensor(tangent, dtype=x.dtype, device=x.device).expand_as(like).contiguous()
+            for tangent, like in ((dx, x), (ds, ss), (dt, tt))
         )
         fn = self._map_fn if output == "map" else self.net
         if method == "jvp":

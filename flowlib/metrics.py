@@ -240,22 +240,23 @@ def against_floor(
 
 
 def map_error_grid(
-    flow_map: Callable[[torch.Tensor, torch.Tensor | float, torch.Tensor | float], torch.Tensor],
+    flow_map: Callable[..., torch.Tensor] | dict[str, Callable[..., torch.Tensor]],
     mixture: object,
     times: torch.Tensor | list[float],
     n: int = 1000,
     seed: int = 0,
     forward_only: bool = True,
-) -> torch.Tensor:
+) -> torch.Tensor | dict[str, torch.Tensor]:
     r"""Map error :math:`\mathbb E_{x \sim p_s}\|\hat X_{s,t}(x) - X_{s,t}(x)\|` over a grid of pairs (s, t).
 
     The reference is the mixture's exact flow map (:meth:`flowlib.exact.GaussianMixture.flow_map`);
     the points are draws of the marginal :math:`p_s` (``mixture.sample_marginal``), the same for
-    every map compared with the same ``seed``.
+    every map compared with the same ``seed``. Pass several maps as a dictionary to compute the
+    (expensive) exact map once for all of them.
 
     Args:
-        flow_map: the map to score, ``flow_map(x, s, t)``; a trained
-            :class:`~flowlib.flowmap.FlowMap` works directly.
+        flow_map: the map to score, ``flow_map(x, s, t)`` — a trained
+            :class:`~flowlib.flowmap.FlowMap` works directly — or a ``{name: map}`` dictionary.
         mixture: a :class:`~flowlib.exact.GaussianMixture`.
         times: grid ``(G,)`` in [0, 1].
         n: points per start time.
@@ -263,15 +264,17 @@ def map_error_grid(
         forward_only: score only pairs with ``s < t`` (the others are NaN).
 
     Returns:
-        ``(G, G)`` float64 tensor; entry ``[i, j]`` is the mean error from ``times[i]`` to ``times[j]``.
+        ``(G, G)`` float64 tensor (a dictionary of them for a dictionary of maps); entry ``[i, j]``
+        is the mean error from ``times[i]`` to ``times[j]``.
     """
     check_positive_int(n, "n")
-    if not callable(flow_map):
-        raise TypeError("flow_map must be callable as flow_map(x, s, t)")
-    if isinstance(flow_map, torch.nn.Module):  # a network: no gradients, the caller's dtype
-        flow_map = detached(flow_map)
+    maps = flow_map if isinstance(flow_map, dict) else {"": flow_map}
+    for name, candidate in maps.items():
+        if not callable(candidate):
+            raise TypeError(f"flow_map{f' {name!r}' if name else ''} must be callable as flow_map(x, s, t)")
+    maps = {name: detached(m) if isinstance(m, torch.nn.Module) else m for name, m in maps.items()}
     grid = torch.as_tensor(times, dtype=torch.float64).flatten().tolist()
-    out = torch.full((len(grid), len(grid)), math.nan, dtype=torch.float64)
+    out = {name: torch.full((len(grid), len(grid)), math.nan, dtype=torch.float64) for name in maps}
     for i, s in enumerate(grid):
         ends = [j for j, t in enumerate(grid) if not (forward_only and t <= s)]
         if not ends:
@@ -281,11 +284,13 @@ def map_error_grid(
         xs = x.repeat(len(ends), 1)
         t = torch.tensor([grid[j] for j in ends], dtype=x.dtype).repeat_interleave(n)
         start = torch.full_like(t, s)
-        with torch.no_grad():
-            distance = (flow_map(xs, start, t).to(xs.dtype) - mixture.flow_map(xs, start, t)).norm(dim=1)
-        for position, j in enumerate(distance.reshape(len(ends), n).mean(1).tolist()):
-            out[i, ends[position]] = j
-    return out
+        reference = mixture.flow_map(xs, start, t)
+        for name, candidate in maps.items():
+            with torch.no_grad():
+                distance = (candidate(xs, start, t).to(xs.dtype) - reference).norm(dim=1)
+            for position, value in enumerate(distance.reshape(len(ends), n).mean(1).tolist()):
+                out[name][i, ends[position]] = value
+    return out if isinstance(flow_map, dict) else out[""]
 
 
 def quality_by_steps(

@@ -117,3 +117,13 @@ def test_time_pair_map_and_quality_plot_draw_what_they_are_given():
     viz.plot_quality_by_steps(axes[1], {"a": {1: 0.3, 4: 0.1}}, baseline=0.05, floor=0.01)
     assert len(axes[1].lines) == 3
     plt.close(fig)
+
+
+def test_map_error_grid_scores_a_dictionary_of_maps_like_each_alone():
+    times = [0.0, 0.5, 1.0]
+    together = metrics.map_error_grid({"exact": MIX.flow_map, "euler": euler_jump}, MIX, times, n=30, seed=4)
+    alone = metrics.map_error_grid(euler_jump, MIX, times, n=30, seed=4)
+    assert set(together) == {"exact", "euler"}
+    assert torch.allclose(together["euler"], alone, equal_nan=True)
+    with pytest.raises(TypeError, match="'bad' must be callable"):
+        metrics.map_error_grid({"bad": 3}, MIX, times)

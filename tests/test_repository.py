@@ -118,3 +118,50 @@ def test_package_is_named_explicitly():
     assert project["tool"]["setuptools"]["packages"] == ["flowlib", "flowlib.assets"]
     requirements = (ROOT / "requirements.txt").read_text()
     assert re.search(r"jupyter-book>=1\.0\.4,<2", requirements)
+
+
+def landscape_rows() -> dict[str, list[str]]:
+    """The 'In this book' table of the landscape appendix, by method name."""
+    text = (ROOT / "book" / "appendix_landscape.md").read_text()
+    section = text.split("## In this book", 1)[1].split("##", 1)[0]
+    rows = [line.strip().strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip() for c in cells] for cells in rows[1:]}
+
+
+LANDSCAPE_NAMES = {
+    "flow matching": "flow_matching",
+    "LMD": "lmd",
+    "EMD": "emd",
+    "progressive": "progressive",
+    "LSD": "lsd",
+    "ESD": "esd",
+    "PSD": "psd",
+    "MeanFlow": "meanflow",
+    "improved MeanFlow": "improved_meanflow",
+    "consistency distillation": "consistency_distillation",
+    "consistency training": "consistency_training",
+    "shortcut": "shortcut",
+}
+
+
+def test_landscape_lists_every_method_with_its_counted_cost_chapter_and_function():
+    from flowlib import losses
+    from flowlib.fitting import COST, METHODS
+
+    rows = landscape_rows()
+    assert {LANDSCAPE_NAMES[name] for name in rows} == set(METHODS)
+    for name, cells in rows.items():
+        method = LANDSCAPE_NAMES[name]
+        assert int(cells[4]) == COST[method], f"{name}: the table says cost {cells[4]}, COST says {COST[method]}"
+        for link in re.findall(r"\]\(([^)]+)\)", cells[5]):
+            assert (ROOT / "book" / link).exists(), f"{name}: chapter link {link} does not exist"
+        for function in re.findall(r"`losses\.(\w+)`", cells[6]):
+            assert callable(getattr(losses, function, None)), f"{name}: flowlib.losses.{function} does not exist"
+
+
+def test_every_method_appears_in_a_chapter():
+    from flowlib.fitting import METHODS
+
+    code = "".join(source(c) for p in CHAPTERS for c in cells(p) if c["cell_type"] == "code")
+    for method in METHODS:
+        assert f'"{method}"' in code, f"no chapter trains {method!r} by name"
