@@ -345,7 +345,7 @@ def to_markdown(result: dict) -> str:
     for dataset, section in result["datasets"].items():
         base, floor = section["baseline"], section["floor"]
         lines += [
-            f"### {dataset.replace('_', ' ')}",
+            f"## {dataset.replace('_', ' ')}",
             "",
             f"Baseline sliced W2 {base['sliced_w2']['value']:.4f} ± {base['sliced_w2']['se']:.4f} "
             f"({base['train_steps']:,} training steps; {base['sampling_seconds_per_10k']:.2f} s per 10k samples); "
@@ -373,7 +373,7 @@ def to_markdown(result: dict) -> str:
             )
         lines.append("")
     lines += [
-        "### Targets (best from-scratch method by its one-step score)",
+        "## Targets (best from-scratch method by its one-step score)",
         "",
         "| dataset | method | 1 step (≤ 1.5) | 4 steps (≤ 1.0) | map error (≤ 0.05) |",
         "|---|---|---|---|---|",

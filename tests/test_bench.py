@@ -46,7 +46,7 @@ def test_outputs_are_written_and_targets_checked(quick):
     saved = json.loads((out / "benchmark.json").read_text())
     assert saved["config"]["budget"] == result["config"]["budget"]
     table = (out / "benchmark.md").read_text()
-    assert "### checkerboard" in table and "### eight gaussians" in table and "Targets" in table
+    assert "## checkerboard" in table and "## eight gaussians" in table and "Targets" in table
     for verdict in result["targets"].values():
         assert verdict["best_method"] in bench.FROM_SCRATCH
         assert set(verdict["met"]) == {"one_step", "four_step", "map_error"}

@@ -127,3 +127,14 @@ def test_map_error_grid_scores_a_dictionary_of_maps_like_each_alone():
     assert torch.allclose(together["euler"], alone, equal_nan=True)
     with pytest.raises(TypeError, match="'bad' must be callable"):
         metrics.map_error_grid({"bad": 3}, MIX, times)
+
+
+def test_sliced_w2_floor_averages_independent_draws():
+    reference = MIX.sample(2000, seed=1)
+    floor = metrics.sliced_w2_floor(MIX.sample, reference, repeats=3, seed=10)
+    singles = [metrics.sliced_w2(MIX.sample(2000, seed=10 + r).float(), reference.float(), 256) for r in range(3)]
+    assert math.isclose(floor, sum(singles) / 3, rel_tol=1e-9)
+    shifted = metrics.sliced_w2_floor(lambda n, seed: MIX.sample(n, seed=seed) + 1.0, reference, repeats=3, seed=10)
+    assert shifted > 5 * floor
+    with pytest.raises(TypeError, match="draw must be callable"):
+        metrics.sliced_w2_floor("data", reference)

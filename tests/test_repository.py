@@ -165,3 +165,15 @@ def test_every_method_appears_in_a_chapter():
     code = "".join(source(c) for p in CHAPTERS for c in cells(p) if c["cell_type"] == "code")
     for method in METHODS:
         assert f'"{method}"' in code, f"no chapter trains {method!r} by name"
+
+
+def test_benchmark_table_in_the_book_is_generated_from_its_results():
+    from flowlib import bench
+
+    generated = ROOT / "book" / "generated"
+    result = json.loads((generated / "benchmark.json").read_text())
+    assert (generated / "benchmark.md").read_text() == bench.to_markdown(result), "regenerate: python -m flowlib.bench"
+    assert result["config"]["budget"] == 90.0, "the book's benchmark is the full 90-second run, not --quick"
+    for dataset in bench.DATASETS:
+        assert set(result["datasets"][dataset]["methods"]) == set(bench.FROM_SCRATCH + bench.DISTILLED)
+    assert "{include} generated/benchmark.md" in (ROOT / "book" / "appendix_benchmark.md").read_text()
