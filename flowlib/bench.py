@@ -335,7 +335,8 @@ def to_markdown(result: dict) -> str:
     """The benchmark as Markdown tables (one per dataset), as the book's appendix shows it."""
     config, machine = result["config"], result["machine"]
     lines = [
-        f"Budget: **{config['budget']:g} s** of training per model on {machine['cpu_threads']} CPU threads "
+        f"Budget: **{config['budget']:g} s** of training per model on {machine['cpu_threads']} CPU "
+        f"thread{'' if machine['cpu_threads'] == 1 else 's'} "
         f"(torch {machine['torch']}). Scores are sliced W2 to fresh data as a ratio to the baseline (flow matching "
         f"sampled with 100 Heun steps): mean ± standard error over {config['repeats']} paired sets of "
         f"{config['n_eval']:,} points; lower is better, 1.00 is as good as the baseline.",
