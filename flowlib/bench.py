@@ -38,7 +38,7 @@ import torch
 import flowlib
 from flowlib import data, metrics, nets, ode, train
 from flowlib.fitting import COST, FALLBACK_DIAGONAL, TEACHER_METHODS, resolve_options
-from flowlib.flowmap import FlowMap, as_flow_map_fn, consistency_sample
+from flowlib.flowmap import FlowMap, consistency_sample
 
 FROM_SCRATCH = ("lsd", "esd", "psd", "meanflow", "improved_meanflow", "consistency_training", "shortcut")
 DISTILLED = ("lmd", "emd", "progressive", "consistency_distillation")
@@ -147,16 +147,10 @@ class Evaluator:
         """Mean |X_hat - X| over pairs s < t of the grid (only t = 1 for consistency models)."""
         if self.mixture is None:
             return None
-        flow_map = as_flow_map_fn(model)
-        grid = torch.linspace(0, 1, self.config.map_times).tolist()
-        errors = []
-        for i, s in enumerate(grid[:-1]):
-            x = self.mixture.sample_marginal(self.config.map_points, s, seed=800_000 + i)
-            for t in grid[i + 1 :]:
-                if to_data_only and t < 1.0:
-                    continue
-                errors.append(metrics.map_error(flow_map(x, s, t), self.mixture.flow_map(x, s, t)))
-        return float(sum(errors) / len(errors))
+        grid = metrics.map_error_grid(
+            model, self.mixture, torch.linspace(0, 1, self.config.map_times), n=self.config.map_points, seed=800_000
+        )
+        return float((grid[:, -1] if to_data_only else grid).nanmean())
 
 
 def _sampler(model: FlowMap, steps: int, to_data_only: bool) -> Callable[[torch.Tensor], torch.Tensor]:
