@@ -130,6 +130,72 @@ def sample(name: str, n: int, seed: int | None = None) -> torch.Tensor:
     return SAMPLERS[name](n, _generator(seed))
 
 
+def _sobol(n: int, dim: int, seed: int) -> torch.Tensor:
+    """``(n, dim)`` scrambled Sobol points in the open unit cube (float64)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    engine = torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed)
+    return engine.draw(n, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+
+
+def quasi_normal(n: int, dim: int = 2, seed: int = 0) -> torch.Tensor:
+    r"""Standard normal points from a scrambled Sobol sequence (randomised quasi-Monte Carlo).
+
+    Each point is :math:`\Phi^{-1}(u)` for a Sobol point :math:`u` in :math:`(0, 1)^d`. Every draw is
+    marginally :math:`\mathcal N(0, I)`, but the set covers space far more evenly than independent
+    draws: the share of points in any region fluctuates much less. The benchmark uses it as the
+    noise it pushes through every model, so that a score reflects the model rather than how many
+    noise points happened to land near one mode.
+
+    Args:
+        n: number of points.
+        dim: dimension ``d``.
+        seed: scrambling seed (different seeds give independent randomisations).
+
+    Returns:
+        A float32 tensor ``(n, dim)``.
+    """
+    check_positive_int(n, "n")
+    check_positive_int(dim, "dim")
+    return torch.special.ndtri(_sobol(n, dim, seed)).float()
+
+
+def sample_quasi_random(name: str, n: int, seed: int = 0) -> torch.Tensor:
+    r"""Draw ``n`` points of a 2D distribution from a scrambled Sobol sequence (randomised QMC).
+
+    The first Sobol coordinate picks the component (a square of the checkerboard, a Gaussian of a
+    mixture) by inverting the cumulative weights, so every component receives its share of the
+    points up to rounding; the other coordinates place the point inside it (uniform in the square,
+    or :math:`\mu_k + \Sigma_k^{1/2}\Phi^{-1}(u)` in the Gaussian). The set is a sample of the
+    same distribution as :func:`sample` with much smaller fluctuations of the mass per component,
+    which otherwise dominate the sliced W2 between two samples of a mixture: with 20 000 points
+    its data-vs-data floor on the eight Gaussians drops from about 0.035 to about 0.01.
+
+    Args:
+        name: ``"checkerboard"`` or a mixture of :data:`MIXTURES`.
+        n: number of points.
+        seed: scrambling seed.
+
+    Returns:
+        A float32 tensor ``(n, d)``.
+
+    Raises:
+        ValueError: a distribution without a quasi-random sampler (the message lists those with one).
+    """
+    check_choice(name, "dataset name", ["checkerboard", *MIXTURES])
+    check_positive_int(n, "n")
+    if name == "checkerboard":
+        u = _sobol(n, 3, seed)
+        cells = torch.tensor([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0], dtype=torch.float64)
+        pick = (u[:, 0] * len(cells)).long().clamp(max=len(cells) - 1)
+        return (cells[pick] + u[:, 1:] - 2.0).float()
+    mix = MIXTURES[name]()
+    u = _sobol(n, 1 + mix.dim, seed)
+    cumulative = mix.weights.to(torch.float64).cumsum(0)
+    pick = torch.searchsorted(cumulative, u[:, :1].contiguous()).squeeze(1).clamp(max=len(cumulative) - 1)
+    return mix.place(pick, torch.special.ndtri(u[:, 1:])).float()
+
+
 def mixture(name: str) -> GaussianMixture:
     """A Gaussian mixture with known parameters, with its exact velocity and flow map.
 

@@ -119,7 +119,19 @@ class GaussianMixture:
             generator = torch.Generator().manual_seed(seed)
         component = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         noise = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
-        scaled = noise * self._eigenvalues[component].sqrt()
+        return self.place(component, noise)
+
+    def place(self, component: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        r"""Points :math:`\mu_k + \Sigma_k^{1/2} z` of chosen components.
+
+        Args:
+            component: ``(n,)`` int64 component indices ``k``.
+            noise: ``(n, d)`` standard normal ``z``.
+
+        Returns:
+            float64 ``(n, d)``.
+        """
+        scaled = noise.to(torch.float64) * self._eigenvalues[component].sqrt()
         return self.means[component] + torch.einsum("nde,ne->nd", self._eigenvectors[component], scaled)
 
     def sample_marginal(self, n: int, t: float, seed: int | None = None) -> torch.Tensor:

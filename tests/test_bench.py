@@ -50,3 +50,25 @@ def test_outputs_are_written_and_targets_checked(quick):
     for verdict in result["targets"].values():
         assert verdict["best_method"] in bench.FROM_SCRATCH
         assert set(verdict["met"]) == {"one_step", "four_step", "map_error"}
+
+
+def test_precision_summarises_every_ratio(quick):
+    result, out = quick
+    spread = result["precision"]
+    ratios = [
+        entry["sliced_w2"]
+        for section in result["datasets"].values()
+        for row in section["methods"].values()
+        for entry in row.get("steps", {}).values()
+    ]
+    relative = [r["ratio_se"] / r["ratio"] for r in ratios if math.isfinite(r["ratio"])]
+    assert spread["count"] == len(relative)
+    assert spread["max"] == pytest.approx(max(relative))
+    assert "Standard errors of the" in (out / "benchmark.md").read_text()
+
+
+def test_evaluation_sets_are_paired_and_quasi_random():
+    config = bench.BenchConfig.quick()
+    first, second = bench.Evaluator("eight_gaussians", config), bench.Evaluator("eight_gaussians", config)
+    assert all(bool((a == b).all()) for a, b in zip(first.noise, second.noise, strict=True))
+    assert not bool((first.references[0] == first.references[1]).all())  # independent repeats

@@ -64,3 +64,44 @@ def test_digits_are_scaled_images_with_labels():
     assert images.shape == (1797, 1, 8, 8) and images.dtype == torch.float32
     assert images.min() == -1.0 and images.max() == 1.0
     assert labels.shape == (1797,) and set(labels.tolist()) == set(range(10))
+
+
+def test_quasi_random_checkerboard_gives_every_square_its_share():
+    n = 4096
+    points = data.sample_quasi_random("checkerboard", n, seed=3)
+    cells = torch.floor(points + 2.0).long()
+    assert bool(((cells[:, 0] + cells[:, 1]) % 2 == 0).all())  # only dark squares
+    counts = torch.bincount(cells[:, 0] * 4 + cells[:, 1], minlength=16)
+    dark = counts[counts > 0]
+    assert len(dark) == 8 and int(dark.max() - dark.min()) <= 2  # n/8 each, up to rounding
+    independent = data.sample("checkerboard", n, seed=3)
+    plain = torch.bincount((torch.floor(independent + 2.0).long() * torch.tensor([4, 1])).sum(1), minlength=16)
+    assert int(plain[plain > 0].max() - plain[plain > 0].min()) > 2  # what independent draws give
+
+
+def test_quasi_random_mixture_matches_its_parameters_and_is_seeded():
+    mix = data.mixture("three_ellipses")
+    points = data.sample_quasi_random("three_ellipses", 8192, seed=1).double()
+    expected_mean = (mix.weights[:, None] * mix.means).sum(0)
+    assert torch.allclose(points.mean(0), expected_mean, atol=0.02)
+    again = data.sample_quasi_random("three_ellipses", 8192, seed=1)
+    other = data.sample_quasi_random("three_ellipses", 8192, seed=2)
+    assert torch.equal(points.float(), again) and not torch.equal(again, other)
+    placed = mix.place(torch.zeros(4, dtype=torch.long), torch.zeros(4, 2))
+    assert torch.allclose(placed, mix.means[0].expand(4, 2))
+
+
+def test_quasi_normal_is_standard_normal():
+    z = data.quasi_normal(8192, 2, seed=0).double()
+    assert z.shape == (8192, 2)
+    assert torch.allclose(z.mean(0), torch.zeros(2, dtype=torch.float64), atol=0.01)
+    assert torch.allclose(torch.cov(z.T), torch.eye(2, dtype=torch.float64), atol=0.02)
+
+
+def test_quasi_random_refuses_distributions_without_a_sampler():
+    with pytest.raises(ValueError, match="moons"):
+        data.sample_quasi_random("moons", 10)
+    with pytest.raises(ValueError, match="n"):
+        data.quasi_normal(0)
+    with pytest.raises(TypeError, match="seed"):
+        data.quasi_normal(10, seed=1.5)

@@ -177,3 +177,15 @@ def test_benchmark_table_in_the_book_is_generated_from_its_results():
     for dataset in bench.DATASETS:
         assert set(result["datasets"][dataset]["methods"]) == set(bench.FROM_SCRATCH + bench.DISTILLED)
     assert "{include} generated/benchmark.md" in (ROOT / "book" / "appendix_benchmark.md").read_text()
+
+
+def test_benchmark_ratios_are_precise_enough_to_read():
+    """Every sliced-W2 ratio in the book's benchmark has a standard error under 5% of its value."""
+    from flowlib import bench
+
+    result = json.loads((ROOT / "book" / "generated" / "benchmark.json").read_text())
+    assert result["precision"] == bench.precision(result)
+    assert result["precision"]["count"] == 2 * len(bench.FROM_SCRATCH + bench.DISTILLED) * len(
+        result["config"]["steps"]
+    ), "a ratio is missing (a diverged method?)"
+    assert result["precision"]["max"] < 0.05, "rerun with more repeats or points (BenchConfig)"
