@@ -150,11 +150,12 @@ class FitOptions:
 
 
 #: Engineered defaults per method, applied where the caller does not pass the option. Measured on the
-#: checkerboard with a 90 s budget: with three quarters of each batch on the diagonal, a velocity
-#: warm-up over the first 30% of training (with sampler-grid pairs mixed in) took PSD's one-step sliced
-#: W2 from 6.4x to 2.0x the flow-matching baseline's, and the best shortcut run (1.96x) used the same
-#: warm-up and a peak learning rate of 2e-3. A quarter on the diagonal made LSD diverge. At short
-#: fixed-step budgets the warm-up can cost more than it gives (chapter 10 measures it).
+#: checkerboard with a 90 s budget (independent-draw evaluation, an earlier session): with three quarters
+#: of each batch on the diagonal, a velocity warm-up over the first 30% of training (with sampler-grid
+#: pairs mixed in) took PSD's one-step sliced W2 from 6.4x to 2.0x the flow-matching baseline's, and the
+#: best shortcut run (1.96x) used the same warm-up and a peak learning rate of 2e-3. A quarter on the
+#: diagonal made LSD diverge. PSD's current settings are below. At short fixed-step budgets the warm-up
+#: can cost more than it gives (chapter 10 measures it).
 METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
     "flow_matching": {"diagonal_fraction": 1.0},
     **{m: {"diagonal_fraction": 0.75, "diagonal_warmup": 0.3, "lr": 2e-3} for m in ("lsd", "esd", "shortcut")},
