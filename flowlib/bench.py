@@ -99,10 +99,6 @@ def _fresh(dataset: str, n: int, seed: int) -> torch.Tensor:
     return data.sample(dataset, n, seed=seed)
 
 
-def _fresh_quasi_random(dataset: str, n: int, seed: int) -> torch.Tensor:
-    return data.sample_quasi_random(dataset, n, seed=seed)
-
-
 def _mean_se(values: list[float]) -> tuple[float, float]:
     tensor = torch.tensor(values, dtype=torch.float64)
     se = float(tensor.std() / math.sqrt(len(values))) if len(values) > 1 else float("nan")
@@ -123,7 +119,9 @@ class Evaluator:
 
     def __init__(self, dataset: str, config: BenchConfig) -> None:
         self.dataset, self.config = dataset, config
-        self.references = [_fresh_quasi_random(dataset, config.n_eval, 500_000 + r) for r in range(config.repeats)]
+        self.references = [
+            data.sample_quasi_random(dataset, config.n_eval, seed=500_000 + r) for r in range(config.repeats)
+        ]
         self.noise = [data.quasi_normal(config.n_eval, 2, seed=600_000 + r) for r in range(config.repeats)]
         self.mixture = data.mixture(dataset) if dataset in data.MIXTURES else None
 
@@ -149,7 +147,7 @@ class Evaluator:
         """The same scores for an independent fresh sample of the data itself."""
         sliced, energy = [], []
         for r in range(self.config.repeats):
-            a, b = self._score(_fresh_quasi_random(self.dataset, self.config.n_eval, 700_000 + r), r)
+            a, b = self._score(data.sample_quasi_random(self.dataset, self.config.n_eval, seed=700_000 + r), r)
             sliced.append(a)
             energy.append(b)
         return {"sliced_w2": sliced, "energy": energy}

@@ -32,9 +32,14 @@ def _generator(seed: int | None) -> torch.Generator | None:
     return torch.Generator().manual_seed(seed)
 
 
+def _checkerboard_cells() -> torch.Tensor:
+    """Lower-left corners (before the shift by -2) of the 8 dark squares of the 4x4 board, ``(8, 2)``."""
+    return torch.tensor([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0], dtype=torch.float32)
+
+
 def _checkerboard(n: int, gen: torch.Generator | None) -> torch.Tensor:
     """Uniform on the 8 dark squares of a 4x4 board covering [-2, 2]^2."""
-    cells = torch.tensor([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0], dtype=torch.float32)
+    cells = _checkerboard_cells()
     pick = torch.randint(len(cells), (n,), generator=gen)
     offset = torch.rand(n, 2, generator=gen)
     return cells[pick] + offset - 2.0
@@ -186,7 +191,7 @@ def sample_quasi_random(name: str, n: int, seed: int = 0) -> torch.Tensor:
     check_positive_int(n, "n")
     if name == "checkerboard":
         u = _sobol(n, 3, seed)
-        cells = torch.tensor([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0], dtype=torch.float64)
+        cells = _checkerboard_cells().double()
         pick = (u[:, 0] * len(cells)).long().clamp(max=len(cells) - 1)
         return (cells[pick] + u[:, 1:] - 2.0).float()
     mix = MIXTURES[name]()
