@@ -351,8 +351,16 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
             uniform = sample_times(batch, generator, options.time_distribution, options.logit_mean, options.logit_std)
             s = torch.where(on_diagonal, uniform, s)
             t = torch.where(on_diagonal, uniform, t)
-        per = torch.zeros(batch)
         d, o = on_diagonal, ~on_diagonal
+        if method == "psd":  # one forward pass over the diagonal and the jumps (cheaper than two)
+            sample = path.sample_path(x0, x1, s)
+            target = sample.dxt.clone()
+            if o.any():
+                own = trainee.target if options.teacher_mode == "ema" and trainee.target is not None else model
+                target[o] = losses.psd_target(own, sample.xt[o], s[o], t[o])
+            per = (model.average_velocity(sample.xt, s, t) - target).pow(2).flatten(1).mean(1)
+            return _weighted_mean(per, s, t, trainee, options)
+        per = torch.zeros(batch)
         if d.any():
             if method in TEACHER_METHODS:  # the tangent condition straight from the teacher's velocity
                 xs = path(x0[d], x1[d], s[d])
@@ -375,8 +383,6 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
                 per[o] = losses.lsd(model, own, xs, so, to)
             elif method == "esd":
                 per[o] = losses.esd(model, own, xs, so, to)
-            elif method == "psd":
-                per[o] = losses.psd(model, own, xs, so, to)
             elif method == "shortcut":
                 per[o] = losses.shortcut(model, xs, so, (to - so) / 2)
         return _weighted_mean(per, s, t, trainee, options)

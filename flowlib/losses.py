@@ -214,14 +214,25 @@ def psd(
     ``u`` defaults to the midpoint. Needs :math:`t \ne s` (the caller keeps diagonal pairs out).
     """
     _check_model(model)
+    return _per_sample(model.average_velocity(x, s, t) - psd_target(teacher, x, s, t, u))
+
+
+def psd_target(
+    teacher: FlowMap, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, u: torch.Tensor | None = None
+) -> torch.Tensor:
+    r"""The regression target of :func:`psd`, without gradient, ``(batch, ...)``:
+    :math:`\tfrac{(u-s)\,v'_{s,u}(x) + (t-u)\,v'_{u,t}(X'_{s,u}(x))}{t-s}`, the average velocity of
+    two jumps of the teacher :math:`v'` (``u`` defaults to the midpoint; needs :math:`t \ne s`).
+
+    :func:`flowlib.fit` uses it to regress the diagonal and the jumps of a batch in one forward pass.
+    """
     _check_model(teacher)
     u = 0.5 * (s + t) if u is None else u
     with torch.no_grad():
         first = teacher.average_velocity(x, s, u)
         middle = x + _column(u - s, x) * first
         second = teacher.average_velocity(middle, u, t)
-        target = (_column(u - s, x) * first + _column(t - u, x) * second) / _column(t - s, x)
-    return _per_sample(model.average_velocity(x, s, t) - target)
+        return (_column(u - s, x) * first + _column(t - u, x) * second) / _column(t - s, x)
 
 
 # ----------------------------------------------------------------------------------------- chapter 8

@@ -360,6 +360,7 @@ def fit_velocity(
     progress: bool = True,
     max_seconds: float | None = None,
     cache: bool = True,
+    ema_decay: float | None = None,
 ) -> TrainResult:
     r"""Flow matching (chapter 2): learn :math:`b_t(x)` from samples of the data, cached.
 
@@ -382,9 +383,12 @@ def fit_velocity(
         max_seconds: stop after this much training time (the benchmark's fixed budget).
         cache: load/save the weights in the cache. The benchmark turns it off: a run cut by
             ``max_seconds`` depends on the machine's speed, and each benchmark run must train its own.
+        ema_decay: also keep an exponential moving average of the weights with this decay
+            (``result.ema``); ``None``: none.
 
     Returns:
-        A :class:`TrainResult`; ``result.model(x, t)`` is the learned velocity.
+        A :class:`TrainResult`; ``result.model(x, t)`` is the learned velocity (last iterate),
+        ``result.ema`` its weight average when ``ema_decay`` is set.
     """
     from flowlib import losses, nets
     from flowlib._checks import as_points
@@ -416,6 +420,7 @@ def fit_velocity(
         name=name,
         progress=progress,
         max_seconds=max_seconds,
+        ema_decay=ema_decay,
     )
 
 

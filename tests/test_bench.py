@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 
@@ -72,3 +73,29 @@ def test_evaluation_sets_are_paired_and_quasi_random():
     first, second = bench.Evaluator("eight_gaussians", config), bench.Evaluator("eight_gaussians", config)
     assert all(bool((a == b).all()) for a, b in zip(first.noise, second.noise, strict=True))
     assert not bool((first.references[0] == first.references[1]).all())  # independent repeats
+
+
+def test_merge_replaces_only_the_datasets_rerun(quick, tmp_path):
+    _, out = quick
+    shutil.copy(out / "benchmark.json", tmp_path / "benchmark.json")
+    previous = json.loads((tmp_path / "benchmark.json").read_text())
+    rerun = bench.main(["--quick", "--datasets", "eight_gaussians", "--out", str(tmp_path), "--merge"])
+    merged = json.loads((tmp_path / "benchmark.json").read_text())
+    assert list(merged["datasets"]) == list(bench.DATASETS)
+    assert merged["datasets"]["checkerboard"] == previous["datasets"]["checkerboard"]
+    fresh = merged["datasets"]["eight_gaussians"]["baseline"]["sliced_w2"]["value"]
+    assert fresh == rerun["datasets"]["eight_gaussians"]["baseline"]["sliced_w2"]["value"]
+    assert merged["precision"] == bench.precision(merged) and merged["targets"] == bench.check_targets(merged)
+    assert (tmp_path / "benchmark.md").read_text() == bench.to_markdown(merged)
+
+
+def test_merge_refuses_runs_that_are_not_comparable(quick, tmp_path):
+    result, _ = quick
+    saved = json.loads(json.dumps(result, default=str))
+    for key, change in (("n_eval", ("config", "n_eval")), ("threads", ("machine", "cpu_threads"))):
+        other = json.loads(json.dumps(saved))
+        other[change[0]][change[1]] += 1
+        with pytest.raises(ValueError, match=key):
+            bench.merge(saved, other)
+    with pytest.raises(ValueError, match="--merge needs an earlier run"):
+        bench.main(["--quick", "--datasets", "checkerboard", "--merge", "--out", str(tmp_path)])
