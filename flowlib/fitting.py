@@ -352,12 +352,15 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
             s = torch.where(on_diagonal, uniform, s)
             t = torch.where(on_diagonal, uniform, t)
         d, o = on_diagonal, ~on_diagonal
-        if method == "psd":  # one forward pass over the diagonal and the jumps (cheaper than two)
+        if method in ("psd", "shortcut"):  # regressions: one forward pass over the diagonal and the jumps
             sample = path.sample_path(x0, x1, s)
-            target = sample.dxt.clone()
+            target = sample.dxt.clone()  # on the diagonal, v_{s,s}(I_s) regresses on the conditional velocity
             if o.any():
                 own = trainee.target if options.teacher_mode == "ema" and trainee.target is not None else model
-                target[o] = losses.psd_target(own, sample.xt[o], s[o], t[o])
+                if method == "psd":
+                    target[o] = losses.psd_target(own, sample.xt[o], s[o], t[o])
+                else:
+                    target[o] = losses.shortcut_target(model, sample.xt[o], s[o], (t[o] - s[o]) / 2)
             per = (model.average_velocity(sample.xt, s, t) - target).pow(2).flatten(1).mean(1)
             return _weighted_mean(per, s, t, trainee, options)
         per = torch.zeros(batch)
@@ -383,8 +386,6 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
                 per[o] = losses.lsd(model, own, xs, so, to)
             elif method == "esd":
                 per[o] = losses.esd(model, own, xs, so, to)
-            elif method == "shortcut":
-                per[o] = losses.shortcut(model, xs, so, (to - so) / 2)
         return _weighted_mean(per, s, t, trainee, options)
 
     return loss_fn

@@ -351,8 +351,15 @@ def shortcut(model: FlowMap, x: torch.Tensor, s: torch.Tensor, h: torch.Tensor) 
     The compositional rule on dyadic step sizes: a jump of :math:`2h` must equal two jumps of :math:`h`.
     """
     _check_model(model)
+    return _per_sample(model.average_velocity(x, s, s + 2 * h) - shortcut_target(model, x, s, h))
+
+
+def shortcut_target(model: FlowMap, x: torch.Tensor, s: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    r"""The regression target of :func:`shortcut`, without gradient, ``(batch, ...)``:
+    :math:`\tfrac12\big(v_{s,s+h}(x) + v_{s+h,s+2h}(x + h\,v_{s,s+h}(x))\big)`.
+    """
+    _check_model(model)
     with torch.no_grad():
         first = model.average_velocity(x, s, s + h)
         second = model.average_velocity(x + _column(h, x) * first, s + h, s + 2 * h)
-        target = 0.5 * (first + second)
-    return _per_sample(model.average_velocity(x, s, s + 2 * h) - target)
+        return 0.5 * (first + second)

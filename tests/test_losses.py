@@ -143,34 +143,39 @@ def test_every_method_trains_through_fit(method):
     assert again.fit_result.from_cache
 
 
-def test_fit_psd_batch_loss_is_the_diagonal_plus_the_psd_jumps():
-    """fit regresses PSD's diagonal and jumps in one forward pass; it must equal the two losses apart."""
-    from flowlib import fitting, train
+@pytest.mark.parametrize("method", ["psd", "shortcut"])
+def test_fit_batch_loss_is_the_diagonal_plus_the_jumps(method):
+    """fit regresses the diagonal and the jumps in one forward pass; it must equal the two losses apart."""
+    from flowlib import fitting, times, train
     from flowlib.interpolants import get_interpolant
 
-    pool = torch.randn(500, 2)
-    options = fitting.FitOptions(**fitting.resolve_options("psd", {"batch_size": 64, "diagonal_warmup": 0.0}))
+    pool, batch = torch.randn(500, 2), 64
+    options = fitting.FitOptions(**fitting.resolve_options(method, {"batch_size": batch, "diagonal_warmup": 0.0}))
     torch.manual_seed(0)
     net = flowlib.nets.MLP(2, width=16, depth=2, n_times=2)
     with torch.no_grad():  # jumps far from zero, so that the jumps' part of the loss is not negligible
         net.layers[-1].weight.mul_(30.0)
     trainee = fitting.Trainee(FlowMap(net), False, False)
-    loss_fn = fitting._make_loss("psd", pool, None, options, fitting._Progress(100, None))
+    loss_fn = fitting._make_loss(method, pool, None, options, fitting._Progress(100, None))
     fused = loss_fn(trainee, torch.Generator().manual_seed(3))
 
     generator = torch.Generator().manual_seed(3)  # the same draws, in the same order
-    x1 = train.draw(pool, 64, generator)
+    x1 = train.draw(pool, batch, generator)
     x0 = torch.randn(x1.shape, generator=generator)
-    s, t = fitting._pairs(64, generator, options, options.diagonal_fraction)
-    on_diagonal = torch.arange(64) < round(options.diagonal_fraction * 64)
-    assert bool((s[on_diagonal] == t[on_diagonal]).all()) and bool((s[~on_diagonal] != t[~on_diagonal]).all())
-    model, path = trainee.flow_map, get_interpolant("linear")
-    xs = path(x0, x1, s)
-    per = torch.cat(
-        [
-            losses.diagonal(model, x0[on_diagonal], x1[on_diagonal], s[on_diagonal]),
-            losses.psd(model, model, xs[~on_diagonal], s[~on_diagonal], t[~on_diagonal]),
-        ]
-    )
-    assert float(per[int(on_diagonal.sum()) :].mean().detach()) > 0.1  # the jumps' part is far from negligible
+    diagonal = torch.arange(batch) < round(options.diagonal_fraction * batch)
+    if method == "psd":
+        s, t = fitting._pairs(batch, generator, options, options.diagonal_fraction)
+    else:
+        s, h = times.sample_dyadic(batch, generator, options.shortcut_levels)
+        uniform = times.sample_times(batch, generator, options.time_distribution)
+        s, t = torch.where(diagonal, uniform, s), torch.where(diagonal, uniform, s + 2 * h)
+    assert bool((s[diagonal] == t[diagonal]).all()) and bool((s[~diagonal] != t[~diagonal]).all())
+    model = trainee.flow_map
+    xs = get_interpolant("linear")(x0, x1, s)
+    if method == "psd":
+        jumps = losses.psd(model, model, xs[~diagonal], s[~diagonal], t[~diagonal])
+    else:
+        jumps = losses.shortcut(model, xs[~diagonal], s[~diagonal], (t[~diagonal] - s[~diagonal]) / 2)
+    assert float(jumps.mean().detach()) > 0.1  # the jumps' part is far from negligible
+    per = torch.cat([losses.diagonal(model, x0[diagonal], x1[diagonal], s[diagonal]), jumps])
     torch.testing.assert_close(fused, per.mean(), rtol=1e-5, atol=1e-7)
