@@ -406,9 +406,10 @@ def to_markdown(result: dict) -> str:
     lines = [
         f"Budget: **{config['budget']:g} s** of training per model on {machine['cpu_threads']} CPU "
         f"thread{'' if machine['cpu_threads'] == 1 else 's'} "
-        f"(torch {machine['torch']}). Scores are sliced W2 to fresh data as a ratio to the baseline (flow matching "
-        f"sampled with 100 Heun steps): mean ± standard error over {config['repeats']} paired quasi-random sets "
-        f"of {config['n_eval']:,} points (fresh data and noise); lower is better, 1.00 is as good as the baseline.",
+        f"(torch {machine['torch']}). Scores are sliced W2 to fresh data as a ratio to the baseline (flow "
+        f"matching, the EMA of its weights, sampled with 100 Heun steps): mean ± standard error over "
+        f"{config['repeats']} paired quasi-random sets of {config['n_eval']:,} points (fresh data and noise); "
+        "lower is better, 1.00 is as good as the baseline.",
     ]
     spread = result.get("precision", {})
     if spread.get("count"):

@@ -128,3 +128,17 @@ def test_as_velocity_wraps_a_network_for_float64_callers():
     assert torch.allclose(velocity(x, 0.5), out)
     with pytest.raises(TypeError, match="nn.Module"):
         nets.as_velocity(lambda x, t: x)
+
+
+def test_fit_velocity_keeps_a_weight_average_on_request():
+    data = torch.randn(512, 2) * 0.3
+    plain = train.fit_velocity(data, 40, width=16, depth=2, batch_size=64, progress=False, cache=False)
+    averaged = train.fit_velocity(
+        data, 40, width=16, depth=2, batch_size=64, progress=False, cache=False, ema_decay=0.9
+    )
+    assert plain.ema is None and averaged.ema is not None
+    torch.testing.assert_close(averaged.model.state_dict(), plain.model.state_dict())  # same run otherwise
+    pairs = zip(averaged.ema.parameters(), averaged.model.parameters(), strict=True)
+    assert all(not torch.equal(a, b) for a, b in pairs)  # the average lags behind the last iterate
+    with pytest.raises(ValueError, match="ema_decay"):
+        train.fit_velocity(data, 5, progress=False, cache=False, ema_decay=1.5)
