@@ -353,11 +353,12 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
             s = torch.where(on_diagonal, uniform, s)
             t = torch.where(on_diagonal, uniform, t)
         d, o = on_diagonal, ~on_diagonal
+        # Self-distillation targets come from the model itself or, with teacher_mode="ema", its EMA copy.
+        own = trainee.target if options.teacher_mode == "ema" and trainee.target is not None else model
         if method in ("psd", "shortcut"):  # regressions: one forward pass over the diagonal and the jumps
             sample = path.sample_path(x0, x1, s)
             target = sample.dxt.clone()  # on the diagonal, v_{s,s}(I_s) regresses on the conditional velocity
             if o.any():
-                own = trainee.target if options.teacher_mode == "ema" and trainee.target is not None else model
                 if method == "psd":
                     target[o] = losses.psd_target(own, sample.xt[o], s[o], t[o])
                 else:
@@ -376,7 +377,6 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
         if o.any():
             xs = path(x0[o], x1[o], s[o])
             so, to = s[o], t[o]
-            own = trainee.target if options.teacher_mode == "ema" and trainee.target is not None else model
             if method == "lmd":
                 per[o] = losses.lmd(model, teacher, xs, so, to, options.stopgrad_target)
             elif method == "emd":
