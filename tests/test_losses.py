@@ -143,14 +143,20 @@ def test_every_method_trains_through_fit(method):
     assert again.fit_result.from_cache
 
 
+@pytest.mark.parametrize("diagonal_weight", [1.0, 0.3])
 @pytest.mark.parametrize("method", ["psd", "shortcut"])
-def test_fit_batch_loss_is_the_diagonal_plus_the_jumps(method):
-    """fit regresses the diagonal and the jumps in one forward pass; it must equal the two losses apart."""
+def test_fit_batch_loss_is_the_diagonal_plus_the_jumps(method, diagonal_weight):
+    """fit regresses the diagonal and the jumps in one forward pass; it must equal the two losses apart,
+    with the diagonal's samples weighted by ``diagonal_weight``."""
     from flowlib import fitting, times, train
     from flowlib.interpolants import get_interpolant
 
     pool, batch = torch.randn(500, 2), 64
-    options = fitting.FitOptions(**fitting.resolve_options(method, {"batch_size": batch, "diagonal_warmup": 0.0}))
+    options = fitting.FitOptions(
+        **fitting.resolve_options(
+            method, {"batch_size": batch, "diagonal_warmup": 0.0, "diagonal_weight": diagonal_weight}
+        )
+    )
     torch.manual_seed(0)
     net = flowlib.nets.MLP(2, width=16, depth=2, n_times=2)
     with torch.no_grad():  # jumps far from zero, so that the jumps' part of the loss is not negligible
@@ -177,5 +183,11 @@ def test_fit_batch_loss_is_the_diagonal_plus_the_jumps(method):
     else:
         jumps = losses.shortcut(model, xs[~diagonal], s[~diagonal], (t[~diagonal] - s[~diagonal]) / 2)
     assert float(jumps.mean().detach()) > 0.1  # the jumps' part is far from negligible
-    per = torch.cat([losses.diagonal(model, x0[diagonal], x1[diagonal], s[diagonal]), jumps])
+    on_diagonal = losses.diagonal(model, x0[diagonal], x1[diagonal], s[diagonal])
+    per = torch.cat([diagonal_weight * on_diagonal, jumps])
     torch.testing.assert_close(fused, per.mean(), rtol=1e-5, atol=1e-7)
+
+
+def test_fit_rejects_a_diagonal_weight_that_is_not_positive():
+    with pytest.raises(ValueError, match="diagonal_weight"):
+        flowlib.fit("psd", torch.randn(100, 2), steps=2, diagonal_weight=0.0, cache=False, progress=False)
