@@ -108,6 +108,11 @@ class FitOptions:
             sliced W2 2.1, 0.84 and 0.61 times the baseline's (eight Gaussians, 90 s). In PSD, whose
             jumps are taught by the model's own velocity, 0.3 measured within seed noise of 1 and 0.1
             diverged: the diagonal anchors the teacher.
+        diagonal_target: ``"conditional"`` (flow matching's :math:`\dot I_s`) or ``"posterior"``
+            (:func:`flowlib.losses.posterior_velocity`: its mean over the batch's data and
+            ``posterior_references`` more points, a far less noisy estimate of :math:`b_s(I_s)`), for
+            the methods whose diagonal is flow matching (self-distillation and the shortcut model).
+        posterior_references: extra data points per batch for ``diagonal_target="posterior"``.
         diagonal_warmup: share of training (steps, or time with ``max_seconds``) spent on the diagonal
             alone before jumps are trained: the velocity first, then the map.
         backward_fraction: share of off-diagonal pairs jumping backwards.
@@ -143,6 +148,8 @@ class FitOptions:
     grid_levels: int = 5
     diagonal_warmup: float = 0.0
     diagonal_weight: float = 1.0
+    diagonal_target: str = "conditional"
+    posterior_references: int = 256
     backward_fraction: float = 0.0
     interpolant: str = "linear"
     weighting: str = "none"
@@ -336,6 +343,14 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
     delta = 1.0 / options.consistency_intervals
     batch = options.batch_size
 
+    def posterior_target(
+        x0: torch.Tensor, x1: torch.Tensor, s: torch.Tensor, others: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """The diagonal's target b_s(I_s) estimated over this batch's data (``x1``, ``others``) and more."""
+        count = options.posterior_references
+        extra = train.draw(pool, count, generator) if count else pool[:0]
+        return losses.posterior_velocity(x0, x1, s, torch.cat([others, extra]), path)
+
     def loss_fn(trainee: Trainee, generator: torch.Generator) -> torch.Tensor:
         model = trainee.flow_map
         warming_up = progress.tick() < options.diagonal_warmup
@@ -373,6 +388,8 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
         if method in ("psd", "shortcut"):  # regressions: one forward pass over the diagonal and the jumps
             sample = path.sample_path(x0, x1, s)
             target = sample.dxt.clone()  # on the diagonal, v_{s,s}(I_s) regresses on the conditional velocity
+            if options.diagonal_target == "posterior" and d.any():
+                target[d] = posterior_target(x0[d], x1[d], s[d], x1[o], generator)
             if o.any():
                 if method == "psd":
                     target[o] = losses.psd_target(own, sample.xt[o], s[o], t[o])
@@ -387,6 +404,14 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
                 with torch.no_grad():
                     target = teacher(xs, s[d]) if not isinstance(teacher, FlowMap) else teacher.velocity(xs, s[d])
                 per[d] = (model.velocity(xs, s[d]) - target.to(xs.dtype)).pow(2).flatten(1).mean(1)
+            elif options.diagonal_target == "posterior":
+                xs = path(x0[d], x1[d], s[d])
+                per[d] = (
+                    (model.velocity(xs, s[d]) - posterior_target(x0[d], x1[d], s[d], x1[o], generator))
+                    .pow(2)
+                    .flatten(1)
+                    .mean(1)
+                )
             else:
                 per[d] = losses.diagonal(model, x0[d], x1[d], s[d], path)
         if o.any():
@@ -456,6 +481,8 @@ def fit(
     check_choice(config.teacher_mode, "teacher_mode", ("current", "ema"))
     check_choice(config.pair_sampling, "pair_sampling", ("uniform", "grid", "mixed"))
     check_positive(config.diagonal_weight, "diagonal_weight")
+    check_choice(config.diagonal_target, "diagonal_target", ("conditional", "posterior"))
+    check_positive_int(config.posterior_references, "posterior_references", minimum=0)
     if method in TEACHER_METHODS and teacher is None:
         raise ValueError(f"method {method!r} distils a teacher: pass teacher=<a velocity b(x, t) or a FlowMap>")
     if teacher is not None and not callable(teacher):

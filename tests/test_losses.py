@@ -191,3 +191,38 @@ def test_fit_batch_loss_is_the_diagonal_plus_the_jumps(method, diagonal_weight):
 def test_fit_rejects_a_diagonal_weight_that_is_not_positive():
     with pytest.raises(ValueError, match="diagonal_weight"):
         flowlib.fit("psd", torch.randn(100, 2), steps=2, diagonal_weight=0.0, cache=False, progress=False)
+
+
+@pytest.mark.parametrize("time", [0.2, 0.6])
+def test_posterior_velocity_estimates_the_marginal_velocity_with_little_noise(time):
+    """Averaged over references, the target is close to the exact b_t; a single pair's velocity is not."""
+    mix = flowlib.data.mixture("eight_gaussians")
+    x1 = mix.sample(512, seed=0).float()
+    x0 = torch.randn(x1.shape, generator=torch.Generator().manual_seed(1))
+    references = mix.sample(4096, seed=2).float()
+    t = torch.full((512,), time)
+    estimate = losses.posterior_velocity(x0, x1, t, references)
+    xt = (1 - time) * x0 + time * x1
+    exact = mix.velocity(xt.double(), t.double()).float()
+    estimate_error = (estimate - exact).pow(2).sum(1).mean().sqrt()
+    conditional_error = (x1 - x0 - exact).pow(2).sum(1).mean().sqrt()
+    assert estimate_error < 0.1 and conditional_error > 1.0
+
+
+def test_posterior_velocity_is_the_pair_velocity_at_the_data_end_and_checks_shapes():
+    x0, x1 = torch.randn(8, 2), torch.randn(8, 2)
+    at_data = losses.posterior_velocity(x0, x1, torch.ones(8), torch.randn(16, 2))
+    torch.testing.assert_close(at_data, x1 - x0)
+    with pytest.raises(ValueError, match="references"):
+        losses.posterior_velocity(x0, x1, torch.rand(8), torch.randn(16, 3))
+
+
+def test_fit_with_posterior_diagonal_targets_trains_and_checks_the_option():
+    model = flowlib.fit(
+        "psd", "eight_gaussians", steps=60, batch_size=64, diagonal_target="posterior", cache=False, progress=False
+    )
+    losses_seen = model.fit_result.losses
+    assert torch.isfinite(torch.as_tensor(losses_seen)).all()
+    assert sum(losses_seen[-10:]) < sum(losses_seen[:10])
+    with pytest.raises(ValueError, match="diagonal_target"):
+        flowlib.fit("psd", torch.randn(100, 2), steps=2, diagonal_target="exact", cache=False, progress=False)
