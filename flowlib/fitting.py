@@ -125,6 +125,7 @@ class FitOptions:
         target_decay: EMA decay of the teacher/target network.
         consistency_intervals: N, with Δ = 1/N, for consistency models.
         shortcut_levels: the smallest shortcut step is :math:`2^{-\text{levels}}`.
+        psd_jumps: equal jumps of the model composed into each PSD target (2: the midpoint rule).
         teacher_steps: RK4 steps per half-jump when a velocity teaches a progressive map.
         pool_size: data points drawn when ``data`` is a name or a mixture.
     """
@@ -160,6 +161,7 @@ class FitOptions:
     target_decay: float = 0.99
     consistency_intervals: int = 64
     shortcut_levels: int = 7
+    psd_jumps: int = 2
     teacher_steps: int = 2
     pool_size: int = 100_000
 
@@ -184,6 +186,10 @@ METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
     # mean map error 0.042 against 1.41 / 0.97 and 0.242 for the shortcut model, whose off-grid jumps
     # such as X_{0,3/4} are never trained.
     "psd": {"diagonal_fraction": 0.5, "diagonal_warmup": 0.3, "lr": 3e-3, "pair_sampling": "mixed"},
+    # Candidates not yet adopted (adopting one means rerunning the benchmark). At 1 thread, 90 s, seeds 1-3,
+    # ratios to a 2-thread EMA baseline at 1 / 4 steps: psd_jumps=4 improved four steps on every seed
+    # (checkerboard 2.12, 1.94, 1.64 against 2.75, 2.27, 1.72; eight Gaussians 1.86, 1.77, 1.74 against
+    # 2.01, 1.84, 1.80) and left one step level on average; diagonal_target="posterior" was level.
     # MeanFlow differentiates the network in s: with time features up to 2^3 the JVP term was large and
     # training stalled (one-step sliced W2 0.50 on the eight Gaussians after 2000 steps); up to 2^1, 0.14.
     "meanflow": {"diagonal_fraction": 0.75, "lr": 2e-3, "time_frequencies": 2},
@@ -392,7 +398,7 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
                 target[d] = posterior_target(x0[d], x1[d], s[d], x1[o], generator)
             if o.any():
                 if method == "psd":
-                    target[o] = losses.psd_target(own, sample.xt[o], s[o], t[o])
+                    target[o] = losses.psd_target(own, sample.xt[o], s[o], t[o], jumps=options.psd_jumps)
                 else:
                     target[o] = losses.shortcut_target(model, sample.xt[o], s[o], (t[o] - s[o]) / 2)
             per = (model.average_velocity(sample.xt, s, t) - target).pow(2).flatten(1).mean(1)
@@ -482,6 +488,7 @@ def fit(
     check_choice(config.pair_sampling, "pair_sampling", ("uniform", "grid", "mixed"))
     check_positive(config.diagonal_weight, "diagonal_weight")
     check_choice(config.diagonal_target, "diagonal_target", ("conditional", "posterior"))
+    check_positive_int(config.psd_jumps, "psd_jumps", minimum=2)
     check_positive_int(config.posterior_references, "posterior_references", minimum=0)
     if method in TEACHER_METHODS and teacher is None:
         raise ValueError(f"method {method!r} distils a teacher: pass teacher=<a velocity b(x, t) or a FlowMap>")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import torch
 
-from flowlib._checks import TimeLike, check_callable
+from flowlib._checks import TimeLike, check_callable, check_positive_int
 from flowlib.flowmap import FlowMap
 from flowlib.interpolants import Interpolant, get_interpolant
 
@@ -255,6 +255,7 @@ def psd(
     s: torch.Tensor,
     t: torch.Tensor,
     u: torch.Tensor | None = None,
+    jumps: int = 2,
 ) -> torch.Tensor:
     r"""Progressive self-distillation (off-diagonal part), in average-velocity form, ``(batch,)``:
 
@@ -262,22 +263,45 @@ def psd(
         \big\|v_{s,t}(x_s) - \mathrm{sg}\big[\tfrac{(u-s)\,v'_{s,u}(x_s)
         + (t-u)\,v'_{u,t}(X'_{s,u}(x_s))}{t-s}\big]\big\|^2
 
-    ``u`` defaults to the midpoint. Needs :math:`t \ne s` (the caller keeps diagonal pairs out).
+    ``u`` defaults to the midpoint; ``jumps`` > 2 composes that many equal jumps instead (see
+    :func:`psd_target`). Needs :math:`t \ne s` (the caller keeps diagonal pairs out).
     """
     _check_model(model)
-    return _per_sample(model.average_velocity(x, s, t) - psd_target(teacher, x, s, t, u))
+    return _per_sample(model.average_velocity(x, s, t) - psd_target(teacher, x, s, t, u, jumps))
 
 
 def psd_target(
-    teacher: FlowMap, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, u: torch.Tensor | None = None
+    teacher: FlowMap,
+    x: torch.Tensor,
+    s: torch.Tensor,
+    t: torch.Tensor,
+    u: torch.Tensor | None = None,
+    jumps: int = 2,
 ) -> torch.Tensor:
     r"""The regression target of :func:`psd`, without gradient, ``(batch, ...)``:
     :math:`\tfrac{(u-s)\,v'_{s,u}(x) + (t-u)\,v'_{u,t}(X'_{s,u}(x))}{t-s}`, the average velocity of
     two jumps of the teacher :math:`v'` (``u`` defaults to the midpoint; needs :math:`t \ne s`).
 
+    With ``jumps`` = K > 2 the teacher makes K equal jumps :math:`s = \tau_0 < \tau_1 < \dots < \tau_K = t`
+    and the target is :math:`(X'_{\tau_{K-1},\tau_K} \circ \dots \circ X'_{\tau_0,\tau_1}(x) - x)/(t - s)`:
+    each long jump learns from shorter ones directly, a shallower cascade than halving at every level,
+    for K − 2 more forward passes of the teacher.
+
     :func:`flowlib.fit` uses it to regress the diagonal and the jumps of a batch in one forward pass.
     """
     _check_model(teacher)
+    check_positive_int(jumps, "jumps", minimum=2)
+    if jumps > 2:
+        if u is not None:
+            raise ValueError("give either u (an intermediate time for two jumps) or jumps > 2, not both")
+        with torch.no_grad():  # equal jumps: the average velocity is the mean of the jumps' own
+            point, total = x, torch.zeros_like(x)
+            for k in range(jumps):
+                start, stop = s + (t - s) * (k / jumps), s + (t - s) * ((k + 1) / jumps)
+                velocity = teacher.average_velocity(point, start, stop)
+                point = point + _column(stop - start, x) * velocity
+                total = total + velocity
+            return total / jumps
     u = 0.5 * (s + t) if u is None else u
     with torch.no_grad():
         first = teacher.average_velocity(x, s, u)

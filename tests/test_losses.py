@@ -226,3 +226,29 @@ def test_fit_with_posterior_diagonal_targets_trains_and_checks_the_option():
     assert sum(losses_seen[-10:]) < sum(losses_seen[:10])
     with pytest.raises(ValueError, match="diagonal_target"):
         flowlib.fit("psd", torch.randn(100, 2), steps=2, diagonal_target="exact", cache=False, progress=False)
+
+
+def test_psd_target_with_more_jumps_is_the_composed_teachers_average_velocity():
+    torch.manual_seed(0)
+    teacher = FlowMap(flowlib.nets.MLP(2, width=16, depth=2, n_times=2))
+    x, s = torch.randn(32, 2), 0.5 * torch.rand(32)
+    t = s + 0.1 + 0.4 * torch.rand(32)
+    end = x
+    for k in range(4):
+        end = teacher(end, s + (t - s) * k / 4, s + (t - s) * (k + 1) / 4)
+    expected = (end - x) / (t - s)[:, None]
+    torch.testing.assert_close(losses.psd_target(teacher, x, s, t, jumps=4), expected, rtol=1e-4, atol=1e-5)
+    halves = losses.psd_target(teacher, x, s, t)
+    assert not torch.allclose(halves, expected, atol=1e-3)  # two jumps are a different target
+    with pytest.raises(ValueError, match="jumps"):
+        losses.psd_target(teacher, x, s, t, jumps=1)
+    with pytest.raises(ValueError, match="not both"):
+        losses.psd_target(teacher, x, s, t, u=(s + t) / 2, jumps=4)
+
+
+def test_fit_psd_with_four_jumps_trains_and_checks_the_option():
+    model = flowlib.fit("psd", "eight_gaussians", steps=60, batch_size=64, psd_jumps=4, cache=False, progress=False)
+    assert model.fit_config["psd_jumps"] == 4
+    assert sum(model.fit_result.losses[-10:]) < sum(model.fit_result.losses[:10])
+    with pytest.raises(ValueError, match="psd_jumps"):
+        flowlib.fit("psd", torch.randn(100, 2), steps=2, psd_jumps=1, cache=False, progress=False)
