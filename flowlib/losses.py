@@ -267,7 +267,7 @@ def psd(
     :func:`psd_target`). Needs :math:`t \ne s` (the caller keeps diagonal pairs out).
     """
     _check_model(model)
-    return _per_sample(model.average_velocity(x, s, t) - psd_target(teacher, x, s, t, u, jumps))
+    return _per_sample(model.average_velocity(x, s, t) - psd_target(teacher, x, s, t, u, jumps=jumps))
 
 
 def psd_target(
@@ -276,6 +276,7 @@ def psd_target(
     s: torch.Tensor,
     t: torch.Tensor,
     u: torch.Tensor | None = None,
+    *,
     jumps: int = 2,
 ) -> torch.Tensor:
     r"""The regression target of :func:`psd`, without gradient, ``(batch, ...)``:
