@@ -189,7 +189,8 @@ METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
     # Candidates not yet adopted (adopting one means rerunning the benchmark). At 1 thread, 90 s, seeds 1-3,
     # ratios to a 2-thread EMA baseline at 1 / 4 steps: psd_jumps=4 improved four steps on every seed
     # (checkerboard 2.12, 1.94, 1.64 against 2.75, 2.27, 1.72; eight Gaussians 1.86, 1.77, 1.74 against
-    # 2.01, 1.84, 1.80) and left one step level on average; diagonal_target="posterior" was level.
+    # 2.01, 1.84, 1.80) and left one step level on average (psd_jumps=8 was worse: 2.93 and 2.14 at four
+    # steps, seed 1); diagonal_target="posterior" was level.
     # MeanFlow differentiates the network in s: with time features up to 2^3 the JVP term was large and
     # training stalled (one-step sliced W2 0.50 on the eight Gaussians after 2000 steps); up to 2^1, 0.14.
     "meanflow": {"diagonal_fraction": 0.75, "lr": 2e-3, "time_frequencies": 2},
