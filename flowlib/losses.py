@@ -304,11 +304,15 @@ def psd_target(
                 total = total + velocity
             return total / jumps
     u = 0.5 * (s + t) if u is None else u
+    gap = t - s
+    # the first jump's share of the gap; where s = t exactly (uniform draws can tie) a half, not 0 / 0
+    zero = gap == 0
+    share = torch.where(zero, torch.full_like(gap, 0.5), (u - s) / torch.where(zero, torch.ones_like(gap), gap))
     with torch.no_grad():
         first = teacher.average_velocity(x, s, u)
         middle = x + _column(u - s, x) * first
         second = teacher.average_velocity(middle, u, t)
-        return (_column(u - s, x) * first + _column(t - u, x) * second) / _column(t - s, x)
+        return _column(share, x) * first + _column(1 - share, x) * second
 
 
 # ----------------------------------------------------------------------------------------- chapter 8

@@ -252,3 +252,15 @@ def test_fit_psd_with_four_jumps_trains_and_checks_the_option():
     assert sum(model.fit_result.losses[-10:]) < sum(model.fit_result.losses[:10])
     with pytest.raises(ValueError, match="psd_jumps"):
         flowlib.fit("psd", torch.randn(100, 2), steps=2, psd_jumps=1, cache=False, progress=False)
+
+
+def test_psd_target_is_finite_where_a_drawn_pair_ties():
+    """Independent uniform times can tie (s = t) off the diagonal; the target must stay the velocity, not 0/0."""
+    torch.manual_seed(0)
+    teacher = FlowMap(flowlib.nets.MLP(2, width=16, depth=2, n_times=2))
+    x, s = torch.randn(8, 2), 0.5 * torch.rand(8)
+    t = s.clone()
+    t[4:] += 0.3
+    target = losses.psd_target(teacher, x, s, t)
+    assert torch.isfinite(target).all()
+    torch.testing.assert_close(target[:4], teacher.velocity(x[:4], s[:4]).detach())
