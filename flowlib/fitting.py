@@ -405,22 +405,16 @@ def _make_loss(method: str, pool: torch.Tensor, teacher: object, options: FitOpt
             per = (model.average_velocity(sample.xt, s, t) - target).pow(2).flatten(1).mean(1)
             return _weighted_mean(_weigh_diagonal(per, d, options), s, t, trainee, options)
         per = torch.zeros(batch)
-        if d.any():
-            if method in TEACHER_METHODS:  # the tangent condition straight from the teacher's velocity
-                xs = path(x0[d], x1[d], s[d])
+        if d.any():  # the tangent condition v_{s,s}(I_s) = b_s(I_s), with b_s from a teacher or the data
+            xs = path(x0[d], x1[d], s[d])
+            if method in TEACHER_METHODS:
                 with torch.no_grad():
                     target = teacher(xs, s[d]) if not isinstance(teacher, FlowMap) else teacher.velocity(xs, s[d])
-                per[d] = (model.velocity(xs, s[d]) - target.to(xs.dtype)).pow(2).flatten(1).mean(1)
             elif options.diagonal_target == "posterior":
-                xs = path(x0[d], x1[d], s[d])
-                per[d] = (
-                    (model.velocity(xs, s[d]) - posterior_target(x0[d], x1[d], s[d], x1[o], generator))
-                    .pow(2)
-                    .flatten(1)
-                    .mean(1)
-                )
-            else:
-                per[d] = losses.diagonal(model, x0[d], x1[d], s[d], path)
+                target = posterior_target(x0[d], x1[d], s[d], x1[o], generator)
+            else:  # flow matching (losses.diagonal): the conditional velocity
+                target = path.derivative(x0[d], x1[d], s[d])
+            per[d] = (model.velocity(xs, s[d]) - target.to(xs.dtype)).pow(2).flatten(1).mean(1)
         if o.any():
             xs = path(x0[o], x1[o], s[o])
             so, to = s[o], t[o]

@@ -264,7 +264,7 @@ def psd(
         + (t-u)\,v'_{u,t}(X'_{s,u}(x_s))}{t-s}\big]\big\|^2
 
     ``u`` defaults to the midpoint; ``jumps`` > 2 composes that many equal jumps instead (see
-    :func:`psd_target`). Needs :math:`t \ne s` (the caller keeps diagonal pairs out).
+    :func:`psd_target`). Off-diagonal pairs are the caller's to choose; a tie s = t gives the velocity.
     """
     _check_model(model)
     return _per_sample(model.average_velocity(x, s, t) - psd_target(teacher, x, s, t, u, jumps=jumps))
@@ -281,7 +281,8 @@ def psd_target(
 ) -> torch.Tensor:
     r"""The regression target of :func:`psd`, without gradient, ``(batch, ...)``:
     :math:`\tfrac{(u-s)\,v'_{s,u}(x) + (t-u)\,v'_{u,t}(X'_{s,u}(x))}{t-s}`, the average velocity of
-    two jumps of the teacher :math:`v'` (``u`` defaults to the midpoint; needs :math:`t \ne s`).
+    two jumps of the teacher :math:`v'` (``u`` defaults to the midpoint; where :math:`t = s` the target is
+    the teacher's velocity).
 
     With ``jumps`` = K > 2 the teacher makes K equal jumps :math:`s = \tau_0 < \tau_1 < \dots < \tau_K = t`
     and the target is :math:`(X'_{\tau_{K-1},\tau_K} \circ \dots \circ X'_{\tau_0,\tau_1}(x) - x)/(t - s)`:
@@ -292,27 +293,22 @@ def psd_target(
     """
     _check_model(teacher)
     check_positive_int(jumps, "jumps", minimum=2)
-    if jumps > 2:
-        if u is not None:
-            raise ValueError("give either u (an intermediate time for two jumps) or jumps > 2, not both")
-        with torch.no_grad():  # equal jumps: the average velocity is the mean of the jumps' own
-            point, total = x, torch.zeros_like(x)
-            for k in range(jumps):
-                start, stop = s + (t - s) * (k / jumps), s + (t - s) * ((k + 1) / jumps)
-                velocity = teacher.average_velocity(point, start, stop)
-                point = point + _column(stop - start, x) * velocity
-                total = total + velocity
-            return total / jumps
-    u = 0.5 * (s + t) if u is None else u
-    gap = t - s
-    # the first jump's share of the gap; where s = t exactly (uniform draws can tie) a half, not 0 / 0
-    zero = gap == 0
-    share = torch.where(zero, torch.full_like(gap, 0.5), (u - s) / torch.where(zero, torch.ones_like(gap), gap))
+    if u is None:  # equal jumps, each an equal share of the gap
+        bounds = [s + (t - s) * (k / jumps) for k in range(jumps + 1)]
+        shares = [torch.full_like(s, 1 / jumps)] * jumps
+    elif jumps == 2:  # where s = t exactly (independent draws can tie) the first share is a half, not 0 / 0
+        gap = t - s
+        first = torch.where(gap == 0, 0.5, (u - s) / torch.where(gap == 0, 1.0, gap))
+        bounds, shares = [s, u, t], [first, 1 - first]
+    else:
+        raise ValueError("give either u (an intermediate time for two jumps) or jumps > 2, not both")
     with torch.no_grad():
-        first = teacher.average_velocity(x, s, u)
-        middle = x + _column(u - s, x) * first
-        second = teacher.average_velocity(middle, u, t)
-        return _column(share, x) * first + _column(1 - share, x) * second
+        point, average = x, torch.zeros_like(x)
+        for start, stop, share in zip(bounds[:-1], bounds[1:], shares, strict=True):
+            velocity = teacher.average_velocity(point, start, stop)
+            point = point + _column(stop - start, x) * velocity
+            average = average + _column(share, x) * velocity
+        return average
 
 
 # ----------------------------------------------------------------------------------------- chapter 8
