@@ -185,9 +185,13 @@ def _cost_per_sample(method: str, options: dict) -> float:
     """Forward-pass equivalents per training sample, averaged over diagonal and off-diagonal pairs."""
     if method in ("meanflow", "improved_meanflow", "consistency_distillation", "consistency_training"):
         return float(COST[method])
-    fraction = resolve_options(method, options).get("diagonal_fraction")
+    resolved = resolve_options(method, options)
+    fraction = resolved.get("diagonal_fraction")
     fraction = FALLBACK_DIAGONAL if fraction is None else fraction
-    return fraction * COST["flow_matching"] + (1 - fraction) * COST[method]
+    off_diagonal = COST[method]
+    if method == "psd":  # COST counts the default four jumps; each jump is one teacher pass
+        off_diagonal += resolved.get("psd_jumps", FitOptions.psd_jumps) - 4
+    return fraction * COST["flow_matching"] + (1 - fraction) * off_diagonal
 
 
 def _summarise(raw: dict[str, list[float]], baseline: dict[str, list[float]]) -> dict:

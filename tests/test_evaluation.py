@@ -104,6 +104,8 @@ def test_method_defaults_apply_unless_the_caller_overrides_them():
     model = flowlib.fit("psd", "moons", steps=3, seed=0, width=16, depth=1, cache=False, progress=False)
     assert model.fit_config["diagonal_warmup"] == METHOD_DEFAULTS["psd"]["diagonal_warmup"]
     assert model.fit_config["lr"] == METHOD_DEFAULTS["psd"]["lr"]
+    assert model.fit_config["psd_jumps"] == METHOD_DEFAULTS["psd"]["psd_jumps"]
+    assert model.fit_config["diagonal_target"] == METHOD_DEFAULTS["psd"]["diagonal_target"]
 
 
 def test_time_pair_map_and_quality_plot_draw_what_they_are_given():

@@ -154,7 +154,13 @@ def test_fit_batch_loss_is_the_diagonal_plus_the_jumps(method, diagonal_weight):
     pool, batch = torch.randn(500, 2), 64
     options = fitting.FitOptions(
         **fitting.resolve_options(
-            method, {"batch_size": batch, "diagonal_warmup": 0.0, "diagonal_weight": diagonal_weight}
+            method,
+            {
+                "batch_size": batch,
+                "diagonal_warmup": 0.0,
+                "diagonal_weight": diagonal_weight,
+                "diagonal_target": "conditional",  # one pair's velocity: no reference draws to replay
+            },
         )
     )
     torch.manual_seed(0)
@@ -179,7 +185,7 @@ def test_fit_batch_loss_is_the_diagonal_plus_the_jumps(method, diagonal_weight):
     model = trainee.flow_map
     xs = get_interpolant("linear")(x0, x1, s)
     if method == "psd":
-        jumps = losses.psd(model, model, xs[~diagonal], s[~diagonal], t[~diagonal])
+        jumps = losses.psd(model, model, xs[~diagonal], s[~diagonal], t[~diagonal], jumps=options.psd_jumps)
     else:
         jumps = losses.shortcut(model, xs[~diagonal], s[~diagonal], (t[~diagonal] - s[~diagonal]) / 2)
     assert float(jumps.mean().detach()) > 0.1  # the jumps' part is far from negligible
@@ -217,13 +223,15 @@ def test_posterior_velocity_is_the_pair_velocity_at_the_data_end_and_checks_shap
         losses.posterior_velocity(x0, x1, torch.rand(8), torch.randn(16, 3))
 
 
-def test_fit_with_posterior_diagonal_targets_trains_and_checks_the_option():
-    model = flowlib.fit(
-        "psd", "eight_gaussians", steps=60, batch_size=64, diagonal_target="posterior", cache=False, progress=False
-    )
-    losses_seen = model.fit_result.losses
-    assert torch.isfinite(torch.as_tensor(losses_seen)).all()
-    assert sum(losses_seen[-10:]) < sum(losses_seen[:10])
+def test_fit_trains_with_either_diagonal_target_and_checks_the_option():
+    for target in ("posterior", "conditional"):
+        model = flowlib.fit(
+            "psd", "eight_gaussians", steps=60, batch_size=64, diagonal_target=target, cache=False, progress=False
+        )
+        assert model.fit_config["diagonal_target"] == target
+        losses_seen = model.fit_result.losses
+        assert torch.isfinite(torch.as_tensor(losses_seen)).all()
+        assert sum(losses_seen[-10:]) < sum(losses_seen[:10])
     with pytest.raises(ValueError, match="diagonal_target"):
         flowlib.fit("psd", torch.randn(100, 2), steps=2, diagonal_target="exact", cache=False, progress=False)
 
@@ -246,10 +254,13 @@ def test_psd_target_with_more_jumps_is_the_composed_teachers_average_velocity():
         losses.psd_target(teacher, x, s, t, u=(s + t) / 2, jumps=4)
 
 
-def test_fit_psd_with_four_jumps_trains_and_checks_the_option():
-    model = flowlib.fit("psd", "eight_gaussians", steps=60, batch_size=64, psd_jumps=4, cache=False, progress=False)
-    assert model.fit_config["psd_jumps"] == 4
-    assert sum(model.fit_result.losses[-10:]) < sum(model.fit_result.losses[:10])
+def test_fit_psd_trains_with_two_or_four_jumps_and_checks_the_option():
+    for jumps in (2, 4):
+        model = flowlib.fit(
+            "psd", "eight_gaussians", steps=60, batch_size=64, psd_jumps=jumps, cache=False, progress=False
+        )
+        assert model.fit_config["psd_jumps"] == jumps
+        assert sum(model.fit_result.losses[-10:]) < sum(model.fit_result.losses[:10])
     with pytest.raises(ValueError, match="psd_jumps"):
         flowlib.fit("psd", torch.randn(100, 2), steps=2, psd_jumps=1, cache=False, progress=False)
 
