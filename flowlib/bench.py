@@ -166,9 +166,23 @@ class Evaluator:
 
 
 def _sampler(model: FlowMap, steps: int, to_data_only: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Sampling with ``steps`` jumps: composed flow-map jumps, or consistency sampling with re-noising."""
+    """Sampling with ``steps`` jumps: composed flow-map jumps, or consistency sampling with re-noising.
+
+    The re-noising draws quasi-random normal sets too (one per step k): with independent draws, the
+    consistency models' multistep ratios had standard errors up to 5.1% over four repeats (2026-11-27),
+    against under 2% for the deterministic samplers.
+    """
     if to_data_only:
-        return lambda z: consistency_sample(model, z, steps=steps, generator=torch.Generator().manual_seed(steps))
+
+        def renoise(z: torch.Tensor) -> Callable[[int], torch.Tensor]:
+            def fresh(k: int) -> torch.Tensor:
+                seed = 900_000 + 100 * steps + k
+                points = data.quasi_normal(z.shape[0], z.shape[1], seed=seed)
+                return points[torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed))]
+
+            return fresh
+
+        return lambda z: consistency_sample(model, z, steps=steps, noise=renoise(z))
     return lambda z: model.sample(z, steps=steps)
 
 

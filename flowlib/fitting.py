@@ -112,6 +112,7 @@ class FitOptions:
             (:func:`flowlib.losses.posterior_velocity`: its mean over the batch's data and
             ``posterior_references`` more points, a far less noisy estimate of :math:`b_s(I_s)`), for
             the methods whose diagonal is flow matching (self-distillation and the shortcut model).
+            PSD's default (:data:`METHOD_DEFAULTS`) is ``"posterior"``.
         posterior_references: extra data points per batch for ``diagonal_target="posterior"``.
         diagonal_warmup: share of training (steps, or time with ``max_seconds``) spent on the diagonal
             alone before jumps are trained: the velocity first, then the map.
@@ -125,7 +126,8 @@ class FitOptions:
         target_decay: EMA decay of the teacher/target network.
         consistency_intervals: N, with Δ = 1/N, for consistency models.
         shortcut_levels: the smallest shortcut step is :math:`2^{-\text{levels}}`.
-        psd_jumps: equal jumps of the model composed into each PSD target (2: the midpoint rule).
+        psd_jumps: equal jumps of the model composed into each PSD target (2: the midpoint rule; PSD's
+            default in :data:`METHOD_DEFAULTS` is 4).
         teacher_steps: RK4 steps per half-jump when a velocity teaches a progressive map.
         pool_size: data points drawn when ``data`` is a name or a mixture.
     """

@@ -184,3 +184,18 @@ def test_diagonal_times_follow_the_requested_distribution():
     assert torch.equal(s, t)
     assert s.mean().item() == pytest.approx(0.5, abs=0.01)
     assert (s > 0.5).float().mean().item() == pytest.approx(0.5, abs=0.02)
+
+
+def test_consistency_sample_takes_given_renoising_noise_and_checks_its_shape():
+    torch.manual_seed(0)
+    model = FlowMap(nets.MLP(2, width=16, depth=1, n_times=2))
+    x0, fixed = torch.randn(64, 2), torch.randn(64, 2)
+    given = consistency_sample(model, x0, steps=3, noise=lambda k: fixed * k)
+    with torch.no_grad():  # the same steps written out: jump to data, re-noise with the given noise
+        x = model(x0, 0.0, 1.0)
+        for k in (1, 2):
+            x = model((1 - k / 3) * fixed * k + (k / 3) * x, k / 3, 1.0)
+    torch.testing.assert_close(given, x)
+    assert not torch.allclose(given, consistency_sample(model, x0, steps=3, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match=r"noise\(1\)"):
+        consistency_sample(model, x0, steps=2, noise=lambda k: torch.randn(8, 2))
