@@ -196,7 +196,7 @@ def consistency_sample(
         interpolant: the interpolant used for re-noising.
         noise: ``noise(k)`` returns the fresh noise for step ``k = 1, …, steps - 1``, shaped like
             ``x0`` (default: independent normal draws from ``generator``). The benchmark passes
-            quasi-random sets, so that the re-noising adds no more sampling noise than the first draw.
+            quasi-random sets, as it does for ``x0``.
 
     Returns:
         Samples ``(batch, ...)``.
