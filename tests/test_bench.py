@@ -5,8 +5,10 @@ import math
 import shutil
 
 import pytest
+import torch
 
-from flowlib import bench
+from flowlib import bench, nets
+from flowlib.flowmap import FlowMap
 
 pytestmark = pytest.mark.slow
 
@@ -99,3 +101,29 @@ def test_merge_refuses_runs_that_are_not_comparable(quick, tmp_path):
             bench.merge(saved, other)
     with pytest.raises(ValueError, match="--merge needs an earlier run"):
         bench.main(["--quick", "--datasets", "checkerboard", "--merge", "--out", str(tmp_path)])
+
+
+def test_consistency_repeats_draw_their_own_renoise_while_flow_maps_ignore_the_repeat():
+    """Repeats of a consistency sampler differ only through the re-noise; a flow-map sampler is deterministic."""
+    torch.manual_seed(0)
+    model = FlowMap(nets.MLP(2, width=16, depth=2, n_times=2))
+    z = torch.randn(64, 2)
+    with torch.no_grad():
+        renoised = bench._sampler(model, 2, to_data_only=True)
+        assert not torch.allclose(renoised(z, 0), renoised(z, 1))
+        assert torch.equal(renoised(z, 0), renoised(z, 0))
+        composed = bench._sampler(model, 2, to_data_only=False)
+        assert torch.equal(composed(z, 0), composed(z, 1))
+
+
+def test_budget_options_reach_the_run_its_record_and_the_table(quick):
+    """The full run applies BUDGET_OPTIONS on top of the defaults; the JSON keeps them and the table lists them."""
+    assert bench.BenchConfig().method_options == bench.BUDGET_OPTIONS
+    assert bench.BenchConfig().method_options is not bench.BUDGET_OPTIONS  # a run cannot edit the constant
+    result, _ = quick
+    assert "Options set for this wall-clock budget" not in bench.to_markdown(result)  # quick mode sets none
+    tuned = json.loads(json.dumps(result, default=str))
+    tuned["config"]["method_options"] = {"psd": {"batch_size": 256}}
+    assert "psd: `batch_size=256`" in bench.to_markdown(tuned)
+    with pytest.raises(ValueError, match="method_options"):
+        bench.merge(json.loads(json.dumps(result, default=str)), tuned)
