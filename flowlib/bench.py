@@ -58,6 +58,11 @@ BASELINE_EMA = FitOptions.ema_decay
 BUDGET_OPTIONS: dict[str, dict] = {"psd": {"batch_size": 256}}
 
 
+def renoises(method: str) -> bool:
+    """Whether ``method`` learns only jumps to the data and samples by jumping and re-noising (chapter 9)."""
+    return method.startswith("consistency")
+
+
 @dataclass
 class BenchConfig:
     """Sizes of a benchmark run.
@@ -179,9 +184,7 @@ def _sampler(model: FlowMap, steps: int, to_data_only: bool) -> Callable[[torch.
 
     The returned sampler takes the noise and the repeat r. The re-noising draws quasi-random normal
     sets too (one per repeat r and step k, in a fixed random order), like the first noise, so that
-    repeats differ in their re-noise as well (until 2026-11-27 every repeat shared one re-noise set).
-    Quasi-random re-noising did not remove the spread of the consistency models' two-step ratios (5.0%
-    on the eight Gaussians on 2026-11-27, against 5.1% at four steps with independent draws).
+    repeats differ in their re-noise as well, and the standard errors include that draw.
     """
     if to_data_only:
 
@@ -285,7 +288,7 @@ def _method(
         )
     except FloatingPointError as error:
         return {"diverged": str(error)}
-    to_data = method.startswith("consistency")
+    to_data = renoises(method)
     per_steps = {
         str(k): _summarise(evaluator.scores(_sampler(model, k, to_data)), baseline_scores) for k in config.steps
     }

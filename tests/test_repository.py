@@ -189,11 +189,13 @@ RENOISING_SE_BOUND = 0.08
 
 
 def _relative_errors(result: dict, renoising: bool) -> list[float]:
+    from flowlib import bench
+
     return [
         entry["sliced_w2"]["ratio_se"] / entry["sliced_w2"]["ratio"]
         for section in result["datasets"].values()
         for method, row in section["methods"].items()
-        if method.startswith("consistency") == renoising
+        if bench.renoises(method) == renoising
         for entry in row["steps"].values()
     ]
 
