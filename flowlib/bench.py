@@ -58,6 +58,10 @@ BASELINE_EMA = FitOptions.ema_decay
 BUDGET_OPTIONS: dict[str, dict] = {"psd": {"batch_size": 256}}
 
 
+#: A sampler for the evaluation: (noise, repeat r, draw d) -> samples, each of shape (n, 2).
+Sampler = Callable[[torch.Tensor, int, int], torch.Tensor]
+
+
 def renoises(method: str) -> bool:
     """Whether ``method`` learns only jumps to the data and samples by jumping and re-noising (chapter 9)."""
     return method.startswith("consistency")
@@ -71,6 +75,8 @@ class BenchConfig:
         budget: training seconds per model (baseline included).
         n_eval: points per evaluation set.
         repeats: independent evaluation sets (paired between a method and the baseline).
+        renoise_draws: re-noise draws averaged within each repeat by samplers that re-noise between
+            steps (consistency models); deterministic samplers are scored once per repeat.
         projections: random directions of the sliced W2.
         energy_points: points per set for the O(n²) energy distance.
         steps: step counts at which every method is sampled.
@@ -85,6 +91,7 @@ class BenchConfig:
     budget: float = 90.0
     n_eval: int = 20_000
     repeats: int = 6
+    renoise_draws: int = 4
     projections: int = 512
     energy_points: int = 4000
     steps: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -102,6 +109,7 @@ class BenchConfig:
             budget=0.4,
             n_eval=1500,
             repeats=2,
+            renoise_draws=2,
             projections=64,
             energy_points=400,
             steps=(1, 4),
@@ -147,17 +155,26 @@ class Evaluator:
         sliced = metrics.sliced_w2(samples, self.references[r], self.config.projections, seed=r)
         return sliced, metrics.energy_distance(samples[:k], self.references[r][:k])
 
-    def scores(self, sampler: Callable[[torch.Tensor, int], torch.Tensor]) -> dict[str, list[float]]:
-        """Sliced W2 and energy distance of ``sampler(noise, r)`` against reference set ``r``, for each repeat."""
+    def scores(self, sampler: Sampler, draws: int = 1) -> dict[str, list[float]]:
+        """Sliced W2 and energy distance of ``sampler(noise, r, d)`` against reference set ``r``, per repeat r.
+
+        Each repeat's score is the mean over ``draws`` calls, d = 0, ..., draws - 1: a sampler that
+        re-noises draws new noise for each d, so the average is less noisy than one draw, while the
+        repeats, and so the standard errors, stay independent.
+        """
+        if not isinstance(draws, int) or draws < 1:
+            raise ValueError(f"draws must be a positive integer; got {draws!r}")
         sliced, energy = [], []
         for r in range(self.config.repeats):
-            with torch.no_grad():
-                samples = sampler(self.noise[r], r).float()
-            if not bool(torch.isfinite(samples).all()):
-                return {"sliced_w2": [math.inf] * self.config.repeats, "energy": [math.inf] * self.config.repeats}
-            a, b = self._score(samples, r)
-            sliced.append(a)
-            energy.append(b)
+            per_draw = []
+            for d in range(draws):
+                with torch.no_grad():
+                    samples = sampler(self.noise[r], r, d).float()
+                if not bool(torch.isfinite(samples).all()):
+                    return {"sliced_w2": [math.inf] * self.config.repeats, "energy": [math.inf] * self.config.repeats}
+                per_draw.append(self._score(samples, r))
+            sliced.append(sum(a for a, _ in per_draw) / draws)
+            energy.append(sum(b for _, b in per_draw) / draws)
         return {"sliced_w2": sliced, "energy": energy}
 
     def floor(self) -> dict[str, list[float]]:
@@ -179,30 +196,31 @@ class Evaluator:
         return float((grid[:, -1] if to_data_only else grid).nanmean())
 
 
-def _sampler(model: FlowMap, steps: int, to_data_only: bool) -> Callable[[torch.Tensor, int], torch.Tensor]:
+def _sampler(model: FlowMap, steps: int, to_data_only: bool) -> Sampler:
     """Sampling with ``steps`` jumps: composed flow-map jumps, or consistency sampling with re-noising.
 
-    The returned sampler takes the noise and the repeat r. The re-noising draws quasi-random normal
-    sets too (one per repeat r and step k, in a fixed random order), like the first noise, so that
-    repeats differ in their re-noise as well, and the standard errors include that draw.
+    The returned sampler takes the noise, the repeat r and the draw d. The re-noising draws
+    quasi-random normal sets too (one per repeat r, draw d and step k, in a fixed random order), like
+    the first noise, so that repeats differ in their re-noise as well and the standard errors include
+    that draw. Composed jumps are deterministic and ignore r and d.
     """
     if to_data_only:
 
-        def quasi_renoise(z: torch.Tensor, r: int, k: int) -> torch.Tensor:
-            seed = 900_000 + 10_000 * r + 100 * steps + k
+        def quasi_renoise(z: torch.Tensor, r: int, d: int, k: int) -> torch.Tensor:
+            seed = 1_000_000 * (1 + d) + 10_000 * r + 100 * steps + k
             points = data.quasi_normal(z.shape[0], z.shape[1], seed=seed)
             return points[torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed))]
 
-        return lambda z, r: consistency_sample(model, z, steps=steps, noise=lambda k: quasi_renoise(z, r, k))
-    return lambda z, r: model.sample(z, steps=steps)
+        return lambda z, r, d: consistency_sample(model, z, steps=steps, noise=lambda k: quasi_renoise(z, r, d, k))
+    return lambda z, r, d: model.sample(z, steps=steps)
 
 
-def _sampling_seconds(sampler: Callable[[torch.Tensor, int], torch.Tensor]) -> float:
+def _sampling_seconds(sampler: Sampler) -> float:
     z = torch.randn(10_000, 2)
     with torch.no_grad():
-        sampler(z[:100], 0)
+        sampler(z[:100], 0, 0)
         start = time.perf_counter()
-        sampler(z, 0)
+        sampler(z, 0, 0)
     return time.perf_counter() - start
 
 
@@ -252,7 +270,7 @@ def _baseline(dataset: str, config: BenchConfig, evaluator: Evaluator) -> tuple[
     # its last iterate was 37% worse here (eight Gaussians, sliced W2 0.0235 against 0.0148, one run).
     velocity = nets.as_velocity(result.ema)
 
-    def heun(z: torch.Tensor, r: int) -> torch.Tensor:
+    def heun(z: torch.Tensor, r: int, d: int) -> torch.Tensor:
         return ode.integrate(velocity, z, ode.uniform_grid(100), "heun")
 
     scores = evaluator.scores(heun)
@@ -289,8 +307,9 @@ def _method(
     except FloatingPointError as error:
         return {"diverged": str(error)}
     to_data = renoises(method)
+    draws = config.renoise_draws if to_data else 1
     per_steps = {
-        str(k): _summarise(evaluator.scores(_sampler(model, k, to_data)), baseline_scores) for k in config.steps
+        str(k): _summarise(evaluator.scores(_sampler(model, k, to_data), draws), baseline_scores) for k in config.steps
     }
     return {
         "setting": "distilled from the baseline" if method in TEACHER_METHODS else "from scratch",
@@ -377,6 +396,7 @@ MERGE_KEYS = (
     "budget",
     "n_eval",
     "repeats",
+    "renoise_draws",
     "projections",
     "energy_points",
     "steps",
@@ -450,6 +470,11 @@ def to_markdown(result: dict) -> str:
         f"{config['repeats']} paired quasi-random sets of {config['n_eval']:,} points (fresh data and noise); "
         "lower is better, 1.00 is as good as the baseline.",
     ]
+    if config.get("renoise_draws", 1) > 1:
+        lines[-1] += (
+            f" Consistency models re-noise between steps: their score on each set is the mean over "
+            f"{config['renoise_draws']} re-noise draws."
+        )
     overrides = config.get("method_options") or {}
     if overrides:
         listed = "; ".join(

@@ -110,10 +110,27 @@ def test_consistency_repeats_draw_their_own_renoise_while_flow_maps_ignore_the_r
     z = torch.randn(64, 2)
     with torch.no_grad():
         renoised = bench._sampler(model, 2, to_data_only=True)
-        assert not torch.allclose(renoised(z, 0), renoised(z, 1))
-        assert torch.equal(renoised(z, 0), renoised(z, 0))
+        assert not torch.allclose(renoised(z, 0, 0), renoised(z, 1, 0))
+        assert not torch.allclose(renoised(z, 0, 0), renoised(z, 0, 1))
+        assert torch.equal(renoised(z, 0, 1), renoised(z, 0, 1))
         composed = bench._sampler(model, 2, to_data_only=False)
-        assert torch.equal(composed(z, 0), composed(z, 1))
+        assert torch.equal(composed(z, 0, 0), composed(z, 1, 1))
+
+
+def test_a_repeat_scores_the_mean_over_its_renoise_draws():
+    """With draws=3 each repeat's score is the mean of the three draws' scores, each against that repeat's data."""
+    torch.manual_seed(0)
+    model = FlowMap(nets.MLP(2, width=16, depth=2, n_times=2))
+    evaluator = bench.Evaluator("eight_gaussians", bench.BenchConfig.quick())
+    sampler = bench._sampler(model, 2, to_data_only=True)
+    averaged = evaluator.scores(sampler, draws=3)
+    single = [evaluator.scores(lambda z, r, d, shift=shift: sampler(z, r, shift)) for shift in range(3)]
+    for metric in ("sliced_w2", "energy"):
+        expected = [sum(one[metric][r] for one in single) / 3 for r in range(evaluator.config.repeats)]
+        assert averaged[metric] == pytest.approx(expected, rel=1e-6)
+        assert single[0][metric] != pytest.approx(single[1][metric], rel=1e-6)  # the draws differ
+    with pytest.raises(ValueError, match="draws"):
+        evaluator.scores(sampler, draws=0)
 
 
 def test_budget_options_reach_the_run_its_record_and_the_table(quick):
