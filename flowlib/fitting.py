@@ -196,8 +196,9 @@ METHOD_DEFAULTS: dict[str, dict[str, float | int | str]] = {
     # 2.55/1.52 against 3.42/1.86, 3.33/1.77, 3.14/1.74 and 3.60/2.01, 3.24/1.84, 3.25/1.80 (mean map
     # error 0.036 against 0.047), with 20% fewer steps in the same time. The posterior diagonal alone was
     # level with neither; psd_jumps=8 was worse (2.93 and 2.14 at four steps, seed 1). Under a wall-clock
-    # budget PSD also does better with batches of 256 (flowlib.bench.BUDGET_OPTIONS, measured there); the
-    # default stays 512 because the chapters train for fixed step counts.
+    # budget PSD also does better with batches of 256, a rate of 4e-3 and 40% on the diagonal
+    # (flowlib.bench.BUDGET_OPTIONS, measured there); the defaults stay because the chapters train for
+    # fixed step counts.
     "psd": {
         "diagonal_fraction": 0.5,
         "diagonal_warmup": 0.3,

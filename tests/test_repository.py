@@ -179,29 +179,14 @@ def test_benchmark_table_in_the_book_is_generated_from_its_results():
     assert "{include} generated/benchmark.md" in (ROOT / "book" / "appendix_benchmark.md").read_text()
 
 
-#: Largest standard error of a benchmark ratio, relative to the ratio: issue 3 asks for under 5%.
+#: Largest standard error of a benchmark ratio, relative to the ratio: issue 3 asks for under 5%. Samplers that
+#: re-noise between steps (consistency models) reach it by averaging re-noise draws within each repeat
+#: (BenchConfig.renoise_draws); with one draw per repeat one of their ratios had 7.4% (2026-11-27).
 RATIO_SE_BOUND = 0.05
-#: The same for samplers that re-noise between steps (consistency models). Since 2026-11-27 each repeat draws
-#: its own re-noise, so their standard errors include that draw (before, one set shared by every repeat hid
-#: it). In that run one of their 20 ratios was over 5% (consistency distillation, four steps, eight
-#: Gaussians, 7.4%; the next 4.9%): they need more repeats than deterministic samplers (see CHANGELOG).
-RENOISING_SE_BOUND = 0.08
-
-
-def _relative_errors(result: dict, renoising: bool) -> list[float]:
-    from flowlib import bench
-
-    return [
-        entry["sliced_w2"]["ratio_se"] / entry["sliced_w2"]["ratio"]
-        for section in result["datasets"].values()
-        for method, row in section["methods"].items()
-        if bench.renoises(method) == renoising
-        for entry in row["steps"].values()
-    ]
 
 
 def test_benchmark_ratios_are_precise_enough_to_read():
-    """Every sliced-W2 ratio has a standard error under RATIO_SE_BOUND (RENOISING_SE_BOUND if it re-noises)."""
+    """Every sliced-W2 ratio, composed or re-noising, has a standard error under RATIO_SE_BOUND of the ratio."""
     from flowlib import bench
 
     result = json.loads((ROOT / "book" / "generated" / "benchmark.json").read_text())
@@ -209,7 +194,11 @@ def test_benchmark_ratios_are_precise_enough_to_read():
     assert result["precision"]["count"] == 2 * len(bench.FROM_SCRATCH + bench.DISTILLED) * len(
         result["config"]["steps"]
     ), "a ratio is missing (a diverged method?)"
-    composed, renoised = _relative_errors(result, renoising=False), _relative_errors(result, renoising=True)
-    assert len(composed) + len(renoised) == result["precision"]["count"]
-    assert max(composed) < RATIO_SE_BOUND, "rerun with more repeats or points (BenchConfig)"
-    assert max(renoised) < RENOISING_SE_BOUND, "rerun with more repeats or points (BenchConfig)"
+    assert result["config"]["renoise_draws"] > 1, "consistency models need several re-noise draws per repeat"
+    relative = [
+        entry["sliced_w2"]["ratio_se"] / entry["sliced_w2"]["ratio"]
+        for section in result["datasets"].values()
+        for row in section["methods"].values()
+        for entry in row["steps"].values()
+    ]
+    assert max(relative) < RATIO_SE_BOUND, "rerun with more repeats or points (BenchConfig)"
