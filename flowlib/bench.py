@@ -60,6 +60,12 @@ BASELINE_EMA = FitOptions.ema_decay
 #: 1.31/1.00, 1.15/0.88 and eight Gaussians 1.84/1.24, 1.59/0.97 against 1.44/1.08 (seed 1) and 1.99/1.37
 #: with batches of 256 alone; 4e-3 alone gave 1.43/1.09, 1.26/0.97 and 2.07/1.17, 1.62/0.88, 6e-3 alone
 #: 1.28/0.94, 1.33/1.02 and 1.56/1.22, 1.66/1.19, and 6e-3 with 40% 1.36/1.19 and 1.70/1.27 (seed 1).
+#: Random Fourier features of x (space_features=32, space_scale=0.5) were tried on top of these and not
+#: adopted: over five dataset-seed pairs (1 thread, 90 s, raw sliced W2 at 1 / 4 steps, with against
+#: without) they helped on seed 1 (eight Gaussians 0.0193 / 0.0124 against 0.0273 / 0.0152, checkerboard
+#: 0.0140 / 0.0098 against 0.0163 / 0.0131) and not on the others (eight Gaussians seed 2 0.0242 / 0.0143
+#: against 0.0243 / 0.0144, seed 3 0.0218 / 0.0139 against 0.0216 / 0.0130; checkerboard seed 2
+#: 0.0167 / 0.0128 against 0.0158 / 0.0117); 64 features were worse (seed 2: 0.0255 / 0.0175).
 BUDGET_OPTIONS: dict[str, dict] = {"psd": {"batch_size": 256, "lr": 4e-3, "diagonal_fraction": 0.4}}
 
 
@@ -91,6 +97,8 @@ class BenchConfig:
         datasets: the datasets.
         options: options passed to :func:`flowlib.fit` for every method.
         method_options: per-method overrides of ``options``.
+        baseline_seeds: baselines trained (seeds 0, 1, ...); the one with the median sliced W2 is the
+            reference of every ratio and the teacher of the distillation methods.
     """
 
     budget: float = 90.0
@@ -106,6 +114,7 @@ class BenchConfig:
     datasets: tuple[str, ...] = DATASETS
     options: dict = field(default_factory=dict)
     method_options: dict = field(default_factory=lambda: copy.deepcopy(BUDGET_OPTIONS))
+    baseline_seeds: int = 3
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -122,6 +131,7 @@ class BenchConfig:
             map_points=200,
             options={"width": 32, "depth": 2, "batch_size": 128, "pool_size": 5000},
             method_options={},
+            baseline_seeds=2,
         )
 
 
@@ -257,12 +267,13 @@ def _stats(values: list[float]) -> dict:
     return {"value": value, "se": se}
 
 
-def _baseline(dataset: str, config: BenchConfig, evaluator: Evaluator) -> tuple[dict, dict, Callable]:
-    """Train the flow-matching baseline; return its summary, its raw scores and its velocity."""
+def _baseline_run(dataset: str, config: BenchConfig, evaluator: Evaluator, seed: int) -> tuple[dict, dict, Callable]:
+    """Train one flow-matching baseline; return its summary, its raw scores and its velocity."""
     pool = _fresh(dataset, config.options.get("pool_size", 100_000), seed=0)
     result = train.fit_velocity(
         pool,
         10**9,
+        seed=seed,
         max_seconds=config.budget,
         progress=False,
         name="bench-baseline",
@@ -281,11 +292,34 @@ def _baseline(dataset: str, config: BenchConfig, evaluator: Evaluator) -> tuple[
     scores = evaluator.scores(heun)
     summary = {
         "description": f"flow matching with EMA {BASELINE_EMA} weights, 100 Heun steps (NFE 200)",
+        "seed": seed,
         "train_steps": result.steps,
         "train_seconds": result.seconds,
         "sliced_w2": _stats(scores["sliced_w2"]),
         "energy": _stats(scores["energy"]),
         "sampling_seconds_per_10k": _sampling_seconds(heun),
+    }
+    return summary, scores, velocity
+
+
+def _baseline(dataset: str, config: BenchConfig, evaluator: Evaluator) -> tuple[dict, dict, Callable]:
+    """Train ``config.baseline_seeds`` baselines; return the median one's summary, raw scores and velocity.
+
+    One 90 s baseline is a noisy reference: on the eight Gaussians its sliced W2 was 0.0166, 0.0134
+    and 0.0080 in three full runs of the benchmark and 0.0153, 0.0144 and 0.0136 in three standalone
+    reruns (same seed; the steps done in 90 s differ). Every ratio divides by it, so the benchmark
+    trains several seeds and takes the run with the median score as the reference; the summary lists
+    them all (``runs``) so a reader sees the spread.
+    """
+    runs = [_baseline_run(dataset, config, evaluator, seed) for seed in range(config.baseline_seeds)]
+    order = sorted(range(len(runs)), key=lambda i: runs[i][0]["sliced_w2"]["value"])
+    summary, scores, velocity = runs[order[(len(runs) - 1) // 2]]
+    summary = {
+        **summary,
+        "runs": [
+            {"seed": run[0]["seed"], "train_steps": run[0]["train_steps"], "sliced_w2": run[0]["sliced_w2"]}
+            for run in runs
+        ],
     }
     return summary, scores, velocity
 
@@ -408,6 +442,7 @@ MERGE_KEYS = (
     "map_times",
     "map_points",
     "method_options",
+    "baseline_seeds",
 )
 
 
@@ -460,6 +495,15 @@ def _ratio(entry: dict, metric: str) -> str:
     return f"{stats['ratio']:.2f} ± {stats['ratio_se']:.2f}"
 
 
+def _baseline_runs(base: dict) -> str:
+    """How the reference baseline was chosen among several seeds, e.g. ", the median of 3 seeds (...)"."""
+    runs = base.get("runs", [])
+    if len(runs) < 2:
+        return ""
+    values = ", ".join(f"{run['sliced_w2']['value']:.4f}" for run in runs)
+    return f", the median of {len(runs)} seeds' baselines (sliced W2 {values}; seed {base['seed']} is the reference)"
+
+
 def _mark(ok: bool | None) -> str:
     return "—" if ok is None else ("met" if ok else "not met")
 
@@ -501,7 +545,8 @@ def to_markdown(result: dict) -> str:
             f"## {dataset.replace('_', ' ')}",
             "",
             f"Baseline sliced W2 {base['sliced_w2']['value']:.4f} ± {base['sliced_w2']['se']:.4f} "
-            f"({base['train_steps']:,} training steps; {base['sampling_seconds_per_10k']:.2f} s per 10k samples); "
+            f"({base['train_steps']:,} training steps; {base['sampling_seconds_per_10k']:.2f} s per 10k samples)"
+            f"{_baseline_runs(base)}; "
             f"data-vs-data floor {floor['sliced_w2']['value']:.4f} ± {floor['sliced_w2']['se']:.4f} "
             f"(ratio {floor['sliced_w2']['value'] / base['sliced_w2']['value']:.2f}). "
             f"Energy distance: baseline {base['energy']['value']:.5f}, floor {floor['energy']['value']:.5f}."

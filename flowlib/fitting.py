@@ -87,6 +87,8 @@ class FitOptions:
         depth: hidden layers of the MLP.
         gap: also embed :math:`t - s`.
         time_frequencies: Fourier frequencies :math:`2^0, \dots, 2^{n-1}` of each time embedding.
+        space_features: random Fourier features of x (:class:`flowlib.nets.MLP`; 0: none).
+        space_scale: their frequency scale.
         batch_size: samples per step.
         lr: peak learning rate.
         warmup: warm-up steps (default: 2% of the steps).
@@ -136,6 +138,8 @@ class FitOptions:
     depth: int = 4
     gap: bool = True
     time_frequencies: int = 4
+    space_features: int = 0
+    space_scale: float = 1.0
     batch_size: int = 512
     lr: float = 1e-3
     warmup: int | None = None
@@ -517,6 +521,8 @@ def fit(
         n_times=2,
         gap=config.gap,
         n_frequencies=config.time_frequencies,
+        space_features=config.space_features,
+        space_scale=config.space_scale,
     )
     needs_target = method in CONSISTENCY_METHODS or (method in SELF_METHODS and config.teacher_mode == "ema")
     trainee = Trainee(FlowMap(net), target=needs_target, learned_weight=config.weighting == "learned")

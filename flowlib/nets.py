@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from flowlib._checks import TimeLike, as_times, check_choice, check_positive_int
+from flowlib._checks import TimeLike, as_times, check_choice, check_positive, check_positive_int
 
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -46,7 +46,7 @@ class TimeEmbedding(nn.Module):
 
 
 class MLP(nn.Module):
-    """A multilayer perceptron on ``[x, embed(t_1), …, embed(t_k)]``.
+    r"""A multilayer perceptron on ``[x, embed(t_1), …, embed(t_k)]``.
 
     Args:
         dim: number of features of a point (inputs ``(batch, dim)``).
@@ -57,6 +57,12 @@ class MLP(nn.Module):
         activation: ``"silu"``, ``"gelu"``, ``"relu"`` or ``"tanh"``.
         gap: with two times :math:`(s, t)`, also embed the gap :math:`t - s` (helps a flow map
             tell short jumps from long ones).
+        space_features: random Fourier features of the point appended to it,
+            :math:`(\sin 2\pi Bx, \cos 2\pi Bx)` with a fixed ``(space_features, dim)`` matrix
+            :math:`B \sim \mathcal N(0, \text{space\_scale}^2)` drawn from torch's global generator
+            (Tancik et al., 2020); 0 (the default) feeds x alone. They let a small MLP make the sharp
+            turns a one-step map needs between the basins of different modes.
+        space_scale: standard deviation of the rows of B (frequencies per unit of x).
 
     Shapes:
         ``forward(x, t_1, …)``: x ``(batch, dim)``, each time a float or ``(batch,)`` → ``(batch, dim)``.
@@ -71,9 +77,13 @@ class MLP(nn.Module):
         n_frequencies: int = 6,
         activation: str = "silu",
         gap: bool = False,
+        space_features: int = 0,
+        space_scale: float = 1.0,
     ) -> None:
         super().__init__()
         check_positive_int(dim, "dim")
+        check_positive_int(space_features, "space_features", minimum=0)
+        check_positive(space_scale, "space_scale")
         check_positive_int(width, "width")
         check_positive_int(depth, "depth")
         check_positive_int(n_times, "n_times")
@@ -82,8 +92,11 @@ class MLP(nn.Module):
             raise ValueError(f"gap=True needs n_times=2 (the times s and t); got n_times={n_times}")
         self.dim, self.n_times, self.gap = dim, n_times, gap
         self.embedding = TimeEmbedding(n_frequencies)
+        # None when unused, so a plain MLP's state_dict (and the caches that hold one) is unchanged.
+        frequencies = space_scale * torch.randn(space_features, dim) if space_features else None
+        self.register_buffer("space_frequencies", frequencies)
         layers: list[nn.Module] = []
-        features = dim + (n_times + int(gap)) * self.embedding.out_features
+        features = dim + 2 * space_features + (n_times + int(gap)) * self.embedding.out_features
         for _ in range(depth):
             layers += [nn.Linear(features, width), ACTIVATIONS[activation]()]
             features = width
@@ -98,7 +111,11 @@ class MLP(nn.Module):
         checked = [as_times(t, f"time {i + 1}", x.shape[0], like=x) for i, t in enumerate(times)]
         if self.gap:
             checked.append(checked[1] - checked[0])
-        return self.layers(torch.cat([x, *(self.embedding(t) for t in checked)], dim=1))
+        inputs = [x, *(self.embedding(t) for t in checked)]
+        if self.space_frequencies is not None:
+            angles = 2.0 * math.pi * x @ self.space_frequencies.to(x.dtype).T
+            inputs += [torch.sin(angles), torch.cos(angles)]
+        return self.layers(torch.cat(inputs, dim=1))
 
 
 class TimeWeight(nn.Module):

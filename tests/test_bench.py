@@ -144,3 +144,23 @@ def test_budget_options_reach_the_run_its_record_and_the_table(quick):
     assert "psd: `batch_size=256`" in bench.to_markdown(tuned)
     with pytest.raises(ValueError, match="method_options"):
         bench.merge(json.loads(json.dumps(result, default=str)), tuned)
+
+
+def test_the_reference_baseline_is_the_median_of_its_seeds(quick, monkeypatch):
+    """Every seed's baseline is recorded; the one with the median sliced W2 is the reference."""
+    result, out = quick
+    for section in result["datasets"].values():
+        runs = section["baseline"]["runs"]
+        assert [run["seed"] for run in runs] == list(range(bench.BenchConfig.quick().baseline_seeds))
+        values = sorted(run["sliced_w2"]["value"] for run in runs)
+        assert section["baseline"]["sliced_w2"]["value"] == values[(len(values) - 1) // 2]
+    assert "the median of 2 seeds' baselines" in (out / "benchmark.md").read_text()
+
+    def fake_run(dataset, config, evaluator, seed):
+        value = [0.03, 0.01, 0.02][seed]
+        return {"seed": seed, "train_steps": 1, "sliced_w2": {"value": value, "se": 0.0}}, {"seed": seed}, seed
+
+    monkeypatch.setattr(bench, "_baseline_run", fake_run)
+    summary, scores, velocity = bench._baseline("eight_gaussians", bench.BenchConfig(baseline_seeds=3), None)
+    assert summary["seed"] == 2 and scores == {"seed": 2} and velocity == 2  # 0.02 is the median
+    assert [run["sliced_w2"]["value"] for run in summary["runs"]] == [0.03, 0.01, 0.02]

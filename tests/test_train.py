@@ -118,6 +118,23 @@ def test_mlp_interface():
         net(torch.randn(5, 3), 2.0, 0.3)
 
 
+def test_space_features_feed_sines_of_the_point_and_reject_bad_sizes():
+    """With space_features=k the first layer sees x, 2k sines/cosines of B x and the time embeddings."""
+    torch.manual_seed(0)
+    plain = nets.MLP(2, width=16, depth=1, n_times=2)
+    torch.manual_seed(0)
+    featured = nets.MLP(2, width=16, depth=1, n_times=2, space_features=8, space_scale=2.0)
+    assert featured.layers[0].in_features == plain.layers[0].in_features + 16
+    assert featured.space_frequencies.shape == (8, 2)
+    assert 1.0 < float(featured.space_frequencies.std()) < 3.0
+    x = torch.randn(5, 2, dtype=torch.float64)
+    assert featured.double()(x, 0.1, 0.7).shape == (5, 2)
+    with pytest.raises(ValueError, match="space_features"):
+        nets.MLP(2, space_features=-1)
+    with pytest.raises(ValueError, match="space_scale"):
+        nets.MLP(2, space_features=4, space_scale=0.0)
+
+
 def test_as_velocity_wraps_a_network_for_float64_callers():
     net = nets.MLP(2, width=8, depth=1)
     velocity = nets.as_velocity(net)
