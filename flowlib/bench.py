@@ -2,14 +2,15 @@ r"""The benchmark: every method, the same CPU-time budget, scored against a base
 
 Run it from the repository root::
 
-    python -m flowlib.bench --threads 2  # the full benchmark (about 100 minutes on an idle 2-core CPU)
+    python -m flowlib.bench --threads 2  # the full benchmark (about 2 h 20 min on an idle 2-core CPU)
     python -m flowlib.bench --quick      # a seconds-long smoke run (the tests use it)
     python -m flowlib.bench --threads 2 --datasets eight_gaussians --merge  # rerun one dataset only
 
 For each dataset — the checkerboard, and the eight-Gaussian mixture whose exact flow map is known —
-it trains a flow-matching velocity (the baseline, sampled with 100 Heun steps) and every flow-map
-method of :data:`flowlib.METHODS`, each for the same wall-clock budget. Distillation methods get the
-baseline velocity as their teacher. It then reports, per method:
+it trains a flow-matching velocity with three seeds (the baseline, sampled with 100 Heun steps; the
+seed with the median score is the reference) and every flow-map method of :data:`flowlib.METHODS`,
+each for the same wall-clock budget. Distillation methods get the reference baseline's velocity as
+their teacher. It then reports, per method:
 
 * sliced W2 to fresh data at 1, 2, 4, 8 and 16 steps, raw and as a ratio to the baseline, with
   standard errors from paired repeats (the same fresh data and noise for method and baseline,
@@ -363,8 +364,15 @@ def _method(
     }
 
 
-def run(config: BenchConfig, progress: bool = True) -> dict:
-    """Train and score everything; returns a JSON-serialisable dictionary."""
+def run(config: BenchConfig, progress: bool = True, on_dataset: Callable[[dict], None] | None = None) -> dict:
+    """Train and score everything; returns a JSON-serialisable dictionary.
+
+    Args:
+        config: the sizes of the run.
+        progress: show a progress bar over the jobs (one baseline set and one method each).
+        on_dataset: called with the result so far (targets and precision included) each time a
+            dataset is finished, so that a long run that is interrupted keeps its finished datasets.
+    """
     result: dict = {"config": asdict(config), "machine": _machine(), "datasets": {}}
     jobs = [(d, m) for d in config.datasets for m in ("baseline", *config.methods)]
     bar = train.progress_bar(jobs, desc="benchmark", disable=not progress)
@@ -380,6 +388,8 @@ def run(config: BenchConfig, progress: bool = True) -> dict:
             continue
         evaluator, scores, velocity = state[dataset]
         section["methods"][method] = _method(method, dataset, config, evaluator, scores, velocity)
+        if on_dataset is not None and method == config.methods[-1]:  # the dataset's last job
+            on_dataset({**result, "targets": check_targets(result), "precision": precision(result)})
     result["targets"] = check_targets(result)
     result["precision"] = precision(result)
     return result
@@ -449,7 +459,7 @@ MERGE_KEYS = (
 def merge(previous: dict, new: dict) -> dict:
     """Replace the datasets of ``previous`` that ``new`` ran, keeping the others (``--merge``).
 
-    A full run takes about 100 minutes; rerunning one dataset after a change that only concerns it takes half.
+    A full run takes about 2 h 20 min; rerunning one dataset after a change that only concerns it takes half.
     Both runs must have the same evaluation settings and thread count, or their ratios would not
     be comparable; the targets and the precision summary are recomputed over the merged datasets.
 
@@ -498,7 +508,9 @@ def _ratio(entry: dict, metric: str) -> str:
 def _baseline_runs(base: dict) -> str:
     """How the reference baseline was chosen among several seeds, e.g. ", the median of 3 seeds (...)"."""
     runs = base.get("runs", [])
-    if len(runs) < 2:
+    if not runs:
+        return ", a single training"
+    if len(runs) == 1:
         return ""
     values = ", ".join(f"{run['sliced_w2']['value']:.4f}" for run in runs)
     return f", the median of {len(runs)} seeds' baselines (sliced W2 {values}; seed {base['seed']} is the reference)"
@@ -613,7 +625,16 @@ def main(argv: list[str] | None = None) -> dict:
     previous_file = args.out / "benchmark.json"
     if args.merge and not previous_file.exists():
         raise ValueError(f"--merge needs an earlier run in {previous_file}; there is none")
-    result = run(config)
+    partial_file = args.out / "benchmark.partial.json"
+
+    def keep_finished(partial: dict) -> None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        partial_file.write_text(json.dumps(partial, indent=2, default=str))
+
+    # An interrupted run leaves its finished datasets in benchmark.partial.json: copy it over
+    # benchmark.json and run the missing datasets with --merge.
+    result = run(config, on_dataset=keep_finished)
+    partial_file.unlink(missing_ok=True)
     if args.merge:
         result = merge(json.loads(previous_file.read_text()), json.loads(json.dumps(result, default=str)))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -60,8 +60,9 @@ class MLP(nn.Module):
         space_features: random Fourier features of the point appended to it,
             :math:`(\sin 2\pi Bx, \cos 2\pi Bx)` with a fixed ``(space_features, dim)`` matrix
             :math:`B \sim \mathcal N(0, \text{space\_scale}^2)` drawn from torch's global generator
-            (Tancik et al., 2020); 0 (the default) feeds x alone. They let a small MLP make the sharp
-            turns a one-step map needs between the basins of different modes.
+            (Tancik et al., 2020); 0 (the default) feeds x alone. Meant to let a small MLP bend as
+            sharply as a one-step map must where the basins of two modes meet; at the benchmark's budget
+            they helped PSD for one seed of three and not for the others (chapter 10 screens them).
         space_scale: standard deviation of the rows of B (frequencies per unit of x).
 
     Shapes:

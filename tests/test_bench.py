@@ -155,6 +155,10 @@ def test_the_reference_baseline_is_the_median_of_its_seeds(quick, monkeypatch):
         values = sorted(run["sliced_w2"]["value"] for run in runs)
         assert section["baseline"]["sliced_w2"]["value"] == values[(len(values) - 1) // 2]
     assert "the median of 2 seeds' baselines" in (out / "benchmark.md").read_text()
+    older = json.loads(json.dumps(result, default=str))  # a run from before several seeds were trained
+    for section in older["datasets"].values():
+        del section["baseline"]["runs"]
+    assert bench.to_markdown(older).count(", a single training;") == len(bench.DATASETS)
 
     def fake_run(dataset, config, evaluator, seed):
         value = [0.03, 0.01, 0.02][seed]
@@ -164,3 +168,20 @@ def test_the_reference_baseline_is_the_median_of_its_seeds(quick, monkeypatch):
     summary, scores, velocity = bench._baseline("eight_gaussians", bench.BenchConfig(baseline_seeds=3), None)
     assert summary["seed"] == 2 and scores == {"seed": 2} and velocity == 2  # 0.02 is the median
     assert [run["sliced_w2"]["value"] for run in summary["runs"]] == [0.03, 0.01, 0.02]
+
+
+def test_each_finished_dataset_is_handed_on_so_an_interrupted_run_keeps_it():
+    """on_dataset sees every dataset as soon as its last method is scored, with targets and precision."""
+    config = bench.BenchConfig.quick()
+    config.methods, config.baseline_seeds, config.repeats = ("psd",), 1, 2
+    seen = []
+    result = bench.run(config, progress=False, on_dataset=lambda partial: seen.append(json.loads(json.dumps(partial))))
+    assert [list(partial["datasets"]) for partial in seen] == [["checkerboard"], ["checkerboard", "eight_gaussians"]]
+    assert set(seen[0]["datasets"]["checkerboard"]["methods"]) == {"psd"}
+    assert seen[0]["targets"] == bench.check_targets(seen[0]) and "precision" in seen[0]
+    assert seen[-1]["datasets"] == json.loads(json.dumps(result["datasets"]))
+
+
+def test_main_removes_the_partial_file_after_a_complete_run(quick):
+    _, out = quick
+    assert (out / "benchmark.json").exists() and not (out / "benchmark.partial.json").exists()
