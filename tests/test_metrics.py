@@ -48,6 +48,9 @@ def test_determinism_and_seeds():
 def test_unequal_sizes_and_images():
     a, b = gauss(300, 7), gauss(500, 8)
     assert metrics.sliced_w2(a, b) > 0
+    # a set and the same set with every point twice have the same quantile function in every direction
+    assert metrics.sliced_w2(a, a.repeat(2, 1)) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.sliced_w2(a, a.repeat(2, 1) + 1.0) > 0.5
     images = torch.randn(50, 1, 4, 4)
     assert metrics.energy_distance(images, images + 1) > 0
 
