@@ -62,7 +62,7 @@ class MLP(nn.Module):
             :math:`B \sim \mathcal N(0, \text{space\_scale}^2)` drawn from torch's global generator
             (Tancik et al., 2020); 0 (the default) feeds x alone. Meant to let a small MLP bend as
             sharply as a one-step map must where the basins of two modes meet; at the benchmark's budget
-            they helped PSD for one seed of three and not for the others (chapter 10 screens them).
+            they helped PSD for one seed of three and not for the others (``flowlib.bench.BUDGET_OPTIONS``).
         space_scale: standard deviation of the rows of B (frequencies per unit of x).
 
     Shapes:
