@@ -2,7 +2,7 @@ r"""The benchmark: every method, the same CPU-time budget, scored against a base
 
 Run it from the repository root::
 
-    python -m flowlib.bench --threads 2  # the full benchmark (about two hours on an idle 2-core CPU)
+    python -m flowlib.bench --threads 2  # the full benchmark (80 minutes on an idle 2-core CPU)
     python -m flowlib.bench --quick      # a seconds-long smoke run (the tests use it)
     python -m flowlib.bench --threads 2 --datasets eight_gaussians --merge  # rerun one dataset only
 
@@ -459,7 +459,7 @@ MERGE_KEYS = (
 def merge(previous: dict, new: dict) -> dict:
     """Replace the datasets of ``previous`` that ``new`` ran, keeping the others (``--merge``).
 
-    A full run takes about two hours; rerunning one dataset after a change that only concerns it takes half.
+    A full run took 80 minutes on the 2-core CPU; rerunning one dataset after a change that only concerns it takes half.
     Both runs must have the same evaluation settings and thread count, or their ratios would not
     be comparable; the targets and the precision summary are recomputed over the merged datasets.
 
