@@ -67,6 +67,13 @@ BASELINE_EMA = FitOptions.ema_decay
 #: 0.0140 / 0.0098 against 0.0163 / 0.0131) and not on the others (eight Gaussians seed 2 0.0242 / 0.0143
 #: against 0.0243 / 0.0144, seed 3 0.0218 / 0.0139 against 0.0216 / 0.0130; checkerboard seed 2
 #: 0.0167 / 0.0128 against 0.0158 / 0.0117); 64 features were worse (seed 2: 0.0255 / 0.0175).
+#: Also screened on the eight Gaussians without adoption (1 thread, 90 s, seeds 1-3, mean raw sliced W2
+#: at 1 / 4 steps; these options alone gave 0.0263 / 0.0149 in the same hour): more of each batch on the
+#: diagonal (384 with 60%: 0.0327 / 0.0184; 512 with 70%, seed 1: 0.0468 / 0.0253) or less (30%: 0.0277
+#: / 0.0184), an EMA teacher for the targets (0.0258 / 0.0158), EMA decay 0.9995 (0.0332 / 0.0216) or
+#: 0.998 (0.0248 / 0.0145), a velocity warm-up of 15% instead of 30% (0.0238 / 0.0159), a rate of 6e-3
+#: (0.0249 / 0.0179) and logit-normal times (0.0283 / 0.0195, map error 0.058 against 0.026). None
+#: moved both scores by more than the seed-to-seed spread.
 BUDGET_OPTIONS: dict[str, dict] = {"psd": {"batch_size": 256, "lr": 4e-3, "diagonal_fraction": 0.4}}
 
 
