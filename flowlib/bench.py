@@ -383,7 +383,8 @@ def run(config: BenchConfig, progress: bool = True, on_dataset: Callable[[dict],
             dataset is finished, so that a long run that is interrupted keeps its finished datasets.
     """
     result: dict = {"config": asdict(config), "machine": _machine(), "datasets": {}}
-    jobs = [(d, m) for d in config.datasets for m in ("baseline", *config.methods)]
+    per_dataset = ("baseline", *config.methods)
+    jobs = [(d, m) for d in config.datasets for m in per_dataset]
     bar = train.progress_bar(jobs, desc="benchmark", disable=not progress)
     state: dict[str, tuple] = {}
     for dataset, method in bar:
@@ -394,10 +395,10 @@ def run(config: BenchConfig, progress: bool = True, on_dataset: Callable[[dict],
             section["baseline"] = summary
             section["floor"] = {k: _stats(v) for k, v in evaluator.floor().items()}
             state[dataset] = (evaluator, scores, velocity)
-            continue
-        evaluator, scores, velocity = state[dataset]
-        section["methods"][method] = _method(method, dataset, config, evaluator, scores, velocity)
-        if on_dataset is not None and method == config.methods[-1]:  # the dataset's last job
+        else:
+            evaluator, scores, velocity = state[dataset]
+            section["methods"][method] = _method(method, dataset, config, evaluator, scores, velocity)
+        if on_dataset is not None and method == per_dataset[-1]:  # the dataset's last job
             on_dataset({**result, "targets": check_targets(result), "precision": precision(result)})
     result["targets"] = check_targets(result)
     result["precision"] = precision(result)
@@ -517,10 +518,8 @@ def _ratio(entry: dict, metric: str) -> str:
 def _baseline_runs(base: dict) -> str:
     """How the reference baseline was chosen among several seeds, e.g. ", the median of 3 seeds (...)"."""
     runs = base.get("runs", [])
-    if not runs:
+    if len(runs) < 2:  # one seed, or a run from before several were trained (no "runs")
         return ", a single training"
-    if len(runs) == 1:
-        return ""
     values = ", ".join(f"{run['sliced_w2']['value']:.4f}" for run in runs)
     return f", the median of {len(runs)} seeds' baselines (sliced W2 {values}; seed {base['seed']} is the reference)"
 

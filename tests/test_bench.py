@@ -185,3 +185,13 @@ def test_each_finished_dataset_is_handed_on_so_an_interrupted_run_keeps_it():
 def test_main_removes_the_partial_file_after_a_complete_run(quick):
     _, out = quick
     assert (out / "benchmark.json").exists() and not (out / "benchmark.partial.json").exists()
+
+
+def test_a_baseline_only_run_hands_on_each_dataset_and_says_it_is_a_single_training():
+    """With no methods the baseline is a dataset's last job; one seed is labelled as a single training."""
+    config = bench.BenchConfig.quick()
+    config.methods, config.baseline_seeds, config.datasets = (), 1, ("checkerboard",)
+    seen = []
+    result = bench.run(config, progress=False, on_dataset=seen.append)
+    assert [list(partial["datasets"]) for partial in seen] == [["checkerboard"]]
+    assert ", a single training;" in bench.to_markdown(result)
