@@ -79,7 +79,9 @@ BASELINE_EMA = FitOptions.ema_decay
 #: changes to the method itself were worse as well (same protocol, against 0.0264 / 0.0157 that hour):
 #: a time-conditioned scale and shift in every hidden layer (0.0395 / 0.0263, a third fewer steps), each
 #: jump's loss weighted by 1 + 3 (t - s) (0.0286 / 0.0234), extra pairs from the points that each target's
-#: cascade passes through (0.0549 / 0.0339) and five hidden layers (0.0365 / 0.0164); see the CHANGELOG.
+#: cascade passes through (0.0549 / 0.0339) and five hidden layers (0.0365 / 0.0164). The diagonal weighted
+#: twice (diagonal_weight=2) learned a better velocity and a worse one-step map (0.0362 / 0.0191): within
+#: 90 s the velocity and the jumps compete for the same steps (book appendix, CHANGELOG).
 BUDGET_OPTIONS: dict[str, dict] = {"psd": {"batch_size": 256, "lr": 4e-3, "diagonal_fraction": 0.4}}
 
 
