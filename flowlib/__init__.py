@@ -1,25 +1,32 @@
 r"""flowlib: the small shared library of the Flow Maps book.
 
-Modules (one idea each):
+Modules in the book's order (each imports only modules above it):
 
-* :mod:`flowlib.chapter` — seeds, device, smoke mode, cache folder
+* :mod:`flowlib.chapter` — a chapter's set-up: seeds, device, smoke mode, cache folder
+* :mod:`flowlib.progress` — the one text progress bar
 * :mod:`flowlib.data` — toy samplers, Gaussian mixtures with known parameters, digits
-* :mod:`flowlib.interpolants` — :math:`I_t = \alpha_t x_0 + \beta_t x_1`
-* :mod:`flowlib.exact` — exact velocity, denoiser and flow map (the oracle)
-* :mod:`flowlib.ode` — Euler, midpoint, Heun, RK4 with one signature
-* :mod:`flowlib.nets` — small networks that take x and time(s)
-* :mod:`flowlib.flowmap` — the flow-map model :math:`X_{s,t}(x) = x + (t - s) v_{s,t}(x)` and its JVPs
-* :mod:`flowlib.times` — sampling times and pairs of times for training
-* :mod:`flowlib.losses` — training objectives, one function each
-* :mod:`flowlib.train` — one training loop with progress bar, EMA, checkpoints and a cache
-* :mod:`flowlib.fitting` — :func:`flowlib.fit`, one call to train a flow map with any objective
-* :mod:`flowlib.metrics` — sliced/exact W2, energy distance, reports against the data floor
+* :mod:`flowlib.interpolants` — :math:`I_t = \alpha_t x_0 + \beta_t x_1` (chapter 2)
+* :mod:`flowlib.exact` — exact velocity, denoiser and flow map: the oracle (chapters 1, 2, 4)
+* :mod:`flowlib.ode` — Euler, midpoint, Heun and RK4 steps with one signature (chapters 1, 3)
+* :mod:`flowlib.nets` — small networks that take x and one or two times
+* :mod:`flowlib.flowmap` — a velocity model, and the flow map :math:`X_{s,t}(x) = x + (t - s) v_{s,t}(x)`
+* :mod:`flowlib.sampling` — ``sample(model, x, steps)`` for every kind of model (chapters 3, 4, 9)
+* :mod:`flowlib.residuals` — the three consistency rules as measurable residuals (chapter 5)
+* :mod:`flowlib.times` — pairs of times for training, with their diagonal mask
+* :mod:`flowlib.losses` — every objective, one function each (chapters 2, 5-9)
+* :mod:`flowlib.train` — one training loop: progress bar, EMA, clipping, NaN guard, checkpoints, cache
+* :mod:`flowlib.fitting` — :func:`flowlib.fit`: a table of the objectives over :mod:`flowlib.losses` (chapters 5-10)
+* :mod:`flowlib.metrics` — sliced/exact W2, energy distance, map error, the data-vs-data floor
+* :mod:`flowlib.profiling` — what a training step keeps in memory (chapter 10)
 * :mod:`flowlib.viz` — the book's figure style, plots and animations
-* :mod:`flowlib.explorer` — the self-contained HTML path explorer
-* :mod:`flowlib.checks` — the checks behind the chapters' exercises
+* :mod:`flowlib.explorer` — the self-contained HTML path explorer (chapter 4)
+* :mod:`flowlib.exercises` — the checks behind the chapters' exercises
+
+The benchmark that compares every method at one budget is not part of the library: it lives in
+``benchmarks/`` at the root of the book's repository.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from flowlib.fitting import METHODS, fit  # noqa: E402  (the one call chapters and readers use)
 

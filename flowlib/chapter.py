@@ -42,6 +42,8 @@ def pick(full: T, smoke: T) -> T:
 
     Example:
         >>> steps = pick(full=4000, smoke=200)
+        >>> steps in (4000, 200)
+        True
     """
     return smoke if is_smoke() else full
 
@@ -64,11 +66,21 @@ def clear_cache() -> int:
 
 
 def default_device() -> torch.device:
-    """CUDA when available (or ``FLOWLIB_DEVICE`` when set), else the CPU."""
-    requested = os.environ.get(DEVICE_ENV)
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Where :func:`flowlib.fit` trains by default: ``FLOWLIB_DEVICE`` when set, else CUDA when present, else the CPU.
+
+    Raises:
+        ValueError: ``FLOWLIB_DEVICE`` names a device torch does not know, or CUDA that is not there.
+    """
+    requested = os.environ.get(DEVICE_ENV, "").strip()
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as error:
+        raise ValueError(f"{DEVICE_ENV}={requested!r} is not a torch device (try 'cpu' or 'cuda')") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{DEVICE_ENV}={requested!r} asks for CUDA, but torch sees no GPU here")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -86,7 +98,8 @@ class ChapterSetup:
 
     Attributes:
         seed: the seed every generator was given.
-        device: where tensors and models go.
+        device: where :func:`flowlib.fit` trains models (:func:`default_device`); samples and metrics
+            come back on the CPU tensors the chapter passes in.
         smoke: whether smoke mode is on.
         cache: the folder of cached models.
     """

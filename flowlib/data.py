@@ -7,9 +7,12 @@ they are the book's test beds with a known answer.
 
 Example:
     >>> from flowlib import data
-    >>> x1 = data.sample("checkerboard", 1000, seed=0)   # (1000, 2)
-    >>> mix = data.mixture("eight_gaussians")            # exact.GaussianMixture
-    >>> images, labels = data.digits()                   # (1797, 1, 8, 8) in [-1, 1]
+    >>> data.sample("checkerboard", 1000, seed=0).shape
+    torch.Size([1000, 2])
+    >>> mix = data.mixture("eight_gaussians")            # an exact.GaussianMixture
+    >>> images, labels = data.digits()
+    >>> images.shape, float(images.min()), float(images.max())
+    (torch.Size([1797, 1, 8, 8]), -1.0, 1.0)
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import NamedTuple
 
 import torch
 
-from flowlib._checks import check_choice, check_positive_int
+from flowlib._validate import check_choice, check_positive_int
 from flowlib.exact import GaussianMixture
 
 

@@ -18,8 +18,11 @@ Three kinds of state are supported:
   ``image_shape`` adding thumbnails of x_s, the jump and the true x_t.
 
 Example:
-    >>> mix = flowlib.data.mixture("eight_gaussians")
-    >>> flowlib.explorer.explore(mix.velocity, mix.flow_map, title="exact flow map")
+    >>> from flowlib import data, explorer
+    >>> mix = data.mixture("eight_gaussians")
+    >>> view = explorer.explore(mix.velocity, mix.flow_map, n_paths=20, grid_size=5, title="exact flow map")
+    >>> view.n_bytes < 1_000_000
+    True
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ import numpy as np
 import torch
 
 from flowlib import ode
-from flowlib._checks import as_points, check_callable, check_positive_int
+from flowlib._validate import as_points, check_callable, check_positive_int
+from flowlib.nets import detached
 from flowlib.viz import PALETTE
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -98,7 +102,7 @@ def _reference_paths(
             states.append(reference_flow_map(states[-1], float(times[k]), float(times[k + 1])))
         return torch.stack(states)
     fine = torch.linspace(float(times[0]), float(times[-1]), (len(times) - 1) * substeps + 1, dtype=torch.float64)
-    path = ode.integrate(velocity, start, fine, method="rk4", return_path=True)
+    path = ode.integrate(velocity, start, fine, solver="rk4", return_path=True)
     return path[::substeps]
 
 
@@ -106,7 +110,7 @@ def _default_jumps(velocity: Velocity, substeps: int) -> FlowMapFn:
     """A flow map from fine RK4 integration of ``velocity`` (exact up to solver error)."""
 
     def jump(x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return ode.integrate(velocity, x, ode.pair_grid(s, t, substeps, x.shape[0]), method="rk4")
+        return ode.integrate(velocity, x, ode.pair_grid(s, t, substeps, x.shape[0]), solver="rk4")
 
     return jump
 
@@ -165,7 +169,7 @@ def explore(
 
     Args:
         velocity: ``velocity(x, t)``, the field whose paths are true (tangents come from it).
-        flow_map: ``flow_map(x, s, t)``, the map whose jumps are shown — exact or learned;
+        flow_map: ``flow_map(x, s, t)``, the map whose jumps are shown — exact, or a learned FlowMap;
             ``s`` and ``t`` arrive as ``(batch,)`` tensors. Default: the true map.
         start: ``(n_paths, ...)`` starting points at t = 0; default ``n_paths`` draws of N(0, I)
             in the velocity's dimension (then ``velocity`` must accept ``(batch, 2)``).
@@ -193,6 +197,8 @@ def explore(
         raise ValueError("explore needs velocity (or reference_flow_map) to draw the true paths")
     if velocity is not None:
         check_callable(velocity, "velocity", "velocity(x, t)")
+    if isinstance(flow_map, torch.nn.Module):  # a trained FlowMap: no gradients, in its own dtype and device
+        flow_map = detached(flow_map)
     if flow_map is not None:
         check_callable(flow_map, "flow_map", "flow_map(x, s, t)")
     check_positive_int(grid_size, "grid_size", minimum=2)

@@ -5,16 +5,18 @@ the interpolant; ``model`` is a :class:`flowlib.flowmap.FlowMap` :math:`X^\theta
 :math:`\mathrm{sg}` is stop-gradient; a prime marks a teacher (the model's own current weights
 under :math:`\mathrm{sg}`, an EMA copy, or a separate trained network).
 
-:func:`flow_matching` returns a scalar. Every flow-map objective returns the **per-sample** loss,
-shape ``(batch,)`` (the squared error averaged over coordinates), so that :mod:`flowlib.fit` can
-weight samples, split a batch between the diagonal and the rest, and average.
+:func:`flowlib.fit` calls these very functions. Every loss takes ``reduction``: ``"mean"`` (the default)
+returns a scalar, ``"none"`` the **per-sample** loss, shape ``(batch,)`` (the squared error averaged
+over coordinates), which :func:`flowlib.fit` uses to weight the diagonal against the jumps.
 
-Per-sample losses by chapter (residuals squared; see each function for its equation):
+Losses by chapter (residuals squared; see each function for its equation):
 
-* chapter 5 — :func:`diagonal` (flow matching on :math:`v_{s,s}`)
+* chapter 2 — :func:`flow_matching`
+* chapter 5 — :func:`diagonal` (the tangent condition :math:`v_{s,s} = b_s` against a target velocity)
 * chapter 6 — :func:`lmd` (Lagrangian), :func:`emd` (Eulerian), :func:`progressive` (compositional):
   distillation from a teacher velocity or map
 * chapter 7 — :func:`lsd`, :func:`esd`, :func:`psd`: self-distillation, the model is its own teacher
+  (:func:`psd` and :func:`shortcut` can regress the diagonal in the same forward pass: ``on_diagonal``)
 * chapter 8 — :func:`meanflow`, :func:`improved_meanflow`: learning from conditional velocities
 * chapter 9 — :func:`consistency_distillation`, :func:`consistency_training`, :func:`shortcut`
 * chapter 10 — :func:`posterior_velocity`: a less noisy target for the diagonal
@@ -26,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-from flowlib._checks import TimeLike, check_callable, check_positive_int
+from flowlib._validate import TimeLike, check_callable, check_choice, check_positive_int, column
 from flowlib.flowmap import FlowMap
 from flowlib.interpolants import Interpolant, get_interpolant
 
@@ -34,13 +36,12 @@ Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MapFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _per_sample(residual: torch.Tensor) -> torch.Tensor:
-    """Squared error averaged over every coordinate of each sample: ``(batch, ...)`` → ``(batch,)``."""
-    return residual.pow(2).flatten(1).mean(1)
-
-
-def _column(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return t.reshape(-1, *([1] * (x.ndim - 1)))
+def _reduce(residual: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Squared error averaged over the coordinates of each sample, ``(batch, ...)`` → ``(batch,)``,
+    then averaged over the batch (``"mean"``) or not (``"none"``).
+    """
+    per_sample = residual.pow(2).flatten(1).mean(1)
+    return per_sample.mean() if check_choice(reduction, "reduction", ("mean", "none")) == "mean" else per_sample
 
 
 def _check_model(model: object) -> None:
@@ -55,6 +56,7 @@ def flow_matching(
     x1: torch.Tensor,
     t: TimeLike,
     interpolant: str | Interpolant = "linear",
+    reduction: str = "mean",
 ) -> torch.Tensor:
     r"""Flow matching (chapter 2): regress the velocity on the conditional velocity.
 
@@ -69,29 +71,38 @@ def flow_matching(
         x1: data, ``(batch, ...)``.
         t: times, float or ``(batch,)``.
         interpolant: the interpolant's name or object.
+        reduction: ``"mean"`` (a scalar) or ``"none"`` (``(batch,)``).
 
     Returns:
-        A scalar tensor (mean squared error per coordinate).
+        The mean squared error per coordinate.
     """
     check_callable(velocity, "velocity", "velocity(x, t)")
     path = get_interpolant(interpolant).sample_path(x0, x1, t)
     prediction = velocity(path.xt, path.t)
     if prediction.shape != path.dxt.shape:
         raise ValueError(f"velocity returned shape {tuple(prediction.shape)}, expected {tuple(path.dxt.shape)}")
-    return (prediction - path.dxt).pow(2).mean()
+    return _reduce(prediction - path.dxt, reduction)
 
 
 # ----------------------------------------------------------------------------------------- chapter 5
 def diagonal(
-    model: FlowMap, x0: torch.Tensor, x1: torch.Tensor, s: torch.Tensor, interpolant: str | Interpolant = "linear"
+    model: FlowMap, x: torch.Tensor, s: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
-    r"""Flow matching on the diagonal of a flow map, :math:`\|v^\theta_{s,s}(I_s) - \dot I_s\|^2`, ``(batch,)``.
+    r"""The tangent condition on the diagonal of a flow map: :math:`\|v^\theta_{s,s}(x) - \mathrm{sg}[b]\|^2`.
 
-    Teaches the tangent condition :math:`v_{s,s} = b_s` from conditional velocities alone.
+    ``target`` is the velocity :math:`b` to learn at :math:`(x, s)`: the conditional velocity
+    :math:`\dot I_s` of flow matching (with ``x`` :math:`= I_s`), a lower-variance estimate of the
+    marginal one (:func:`posterior_velocity`), or a teacher's :math:`b_s(x)` (chapter 6).
+
+    Args:
+        model: the flow map.
+        x: points ``(batch, ...)`` at times ``s``.
+        s: times ``(batch,)``.
+        target: ``(batch, ...)``, used without gradient.
+        reduction: ``"mean"`` or ``"none"``.
     """
     _check_model(model)
-    path = get_interpolant(interpolant).sample_path(x0, x1, s)
-    return _per_sample(model.velocity(path.xt, s) - path.dxt)
+    return _reduce(model.velocity(x, s) - target.detach().to(x.dtype), reduction)
 
 
 def posterior_velocity(
@@ -152,8 +163,9 @@ def lmd(
     s: torch.Tensor,
     t: torch.Tensor,
     stopgrad_target: bool = False,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""Lagrangian map distillation, ``(batch,)``:
+    r"""Lagrangian map distillation:
 
     .. math:: \|\partial_t X_{s,t}(x_s) - b_t(X_{s,t}(x_s))\|^2
 
@@ -167,16 +179,19 @@ def lmd(
         t: end times ``(batch,)``.
         stopgrad_target: evaluate :math:`b_t` at :math:`\mathrm{sg}[X_{s,t}]` (gradient only through
             :math:`\partial_t X`); the default lets the gradient flow through both.
+        reduction: ``"mean"`` (a scalar) or ``"none"`` (``(batch,)``).
     """
     _check_model(model)
     check_callable(teacher, "teacher", "teacher(x, t)")
     end, d_end = model.jvp(x, s, t, dt=1.0)
     target = teacher(end.detach() if stopgrad_target else end, t)
-    return _per_sample(d_end - target)
+    return _reduce(d_end - target, reduction)
 
 
-def emd(model: FlowMap, teacher: Velocity, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    r"""Eulerian map distillation, ``(batch,)``:
+def emd(
+    model: FlowMap, teacher: Velocity, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    r"""Eulerian map distillation:
 
     .. math:: \|\partial_s X_{s,t}(x_s) + \nabla X_{s,t}(x_s)\,b_s(x_s)\|^2
 
@@ -188,7 +203,7 @@ def emd(model: FlowMap, teacher: Velocity, x: torch.Tensor, s: torch.Tensor, t: 
     with torch.no_grad():
         b = teacher(x, s)
     _, residual = model.jvp(x, s, t, dx=b, ds=1.0)
-    return _per_sample(residual)
+    return _reduce(residual, reduction)
 
 
 def progressive(
@@ -198,8 +213,9 @@ def progressive(
     s: torch.Tensor,
     t: torch.Tensor,
     u: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""Progressive flow-map matching, ``(batch,)``:
+    r"""Progressive flow-map matching:
 
     .. math:: \|X_{s,t}(x_s) - \mathrm{sg}[X'_{u,t}(X'_{s,u}(x_s))]\|^2
 
@@ -211,12 +227,14 @@ def progressive(
     u = 0.5 * (s + t) if u is None else u
     with torch.no_grad():
         target = teacher_map(teacher_map(x, s, u), u, t)
-    return _per_sample(model(x, s, t) - target)
+    return _reduce(model(x, s, t) - target, reduction)
 
 
 # ----------------------------------------------------------------------------------------- chapter 7
-def lsd(model: FlowMap, teacher: FlowMap, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    r"""Lagrangian self-distillation (off-diagonal part), ``(batch,)``:
+def lsd(
+    model: FlowMap, teacher: FlowMap, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    r"""Lagrangian self-distillation (off-diagonal part):
 
     .. math:: \|\partial_t X_{s,t}(x_s) - \mathrm{sg}[v'_{t,t}(\mathrm{sg}\,X_{s,t}(x_s))]\|^2
 
@@ -228,11 +246,13 @@ def lsd(model: FlowMap, teacher: FlowMap, x: torch.Tensor, s: torch.Tensor, t: t
     end, d_end = model.jvp(x, s, t, dt=1.0)
     with torch.no_grad():
         target = teacher.velocity(end.detach(), t)
-    return _per_sample(d_end - target)
+    return _reduce(d_end - target, reduction)
 
 
-def esd(model: FlowMap, teacher: FlowMap, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    r"""Eulerian self-distillation (off-diagonal part), ``(batch,)``:
+def esd(
+    model: FlowMap, teacher: FlowMap, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    r"""Eulerian self-distillation (off-diagonal part):
 
     .. math:: \|\partial_s X_{s,t}(x_s) + \mathrm{sg}[\nabla X_{s,t}(x_s)\,v'_{s,s}(x_s)]\|^2
 
@@ -245,7 +265,7 @@ def esd(model: FlowMap, teacher: FlowMap, x: torch.Tensor, s: torch.Tensor, t: t
         b = teacher.velocity(x, s)
         _, transport = model.jvp(x, s, t, dx=b)
     _, d_start = model.jvp(x, s, t, ds=1.0)
-    return _per_sample(d_start + transport)
+    return _reduce(d_start + transport, reduction)
 
 
 def psd(
@@ -255,19 +275,57 @@ def psd(
     s: torch.Tensor,
     t: torch.Tensor,
     u: torch.Tensor | None = None,
+    *,
     jumps: int = 2,
+    on_diagonal: torch.Tensor | None = None,
+    velocity_target: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""Progressive self-distillation (off-diagonal part), in average-velocity form, ``(batch,)``:
+    r"""Progressive self-distillation, in average-velocity form:
 
     .. math::
         \big\|v_{s,t}(x_s) - \mathrm{sg}\big[\tfrac{(u-s)\,v'_{s,u}(x_s)
         + (t-u)\,v'_{u,t}(X'_{s,u}(x_s))}{t-s}\big]\big\|^2
 
-    ``u`` defaults to the midpoint; ``jumps`` > 2 composes that many equal jumps instead (see
-    :func:`psd_target`). Off-diagonal pairs are the caller's to choose; a tie s = t gives the velocity.
+    A long jump regresses on two shorter jumps of the teacher :math:`v'` (the model's own weights
+    under stop-gradient): ``u`` defaults to the midpoint; ``jumps`` > 2 composes that many equal
+    jumps instead (:func:`psd_target`).
+
+    The diagonal can share the forward pass: where ``on_diagonal`` is true, :math:`v_{s,s}(x_s)`
+    regresses on ``velocity_target`` instead (the tangent condition, as in :func:`diagonal`), so one
+    batch trains the velocity and the jumps with one call of the network.
+
+    Args:
+        model: the flow map being trained.
+        teacher: the flow map that makes the short jumps (usually ``model`` itself).
+        x: points :math:`x_s` ``(batch, ...)``.
+        s: start times ``(batch,)``.
+        t: end times ``(batch,)``.
+        u: intermediate times ``(batch,)`` for two jumps (default: the midpoint).
+        jumps: equal jumps composed into each target when ``u`` is not given.
+        on_diagonal: ``(batch,)`` bool, the pairs trained on the tangent condition (default: none).
+        velocity_target: ``(batch, ...)`` their target velocity (read where ``on_diagonal``).
+        reduction: ``"mean"`` or ``"none"``.
     """
     _check_model(model)
-    return _per_sample(model.average_velocity(x, s, t) - psd_target(teacher, x, s, t, u, jumps=jumps))
+    target, off = _targets_with_diagonal(x, on_diagonal, velocity_target)
+    target[off] = psd_target(teacher, x[off], s[off], t[off], None if u is None else u[off], jumps=jumps)
+    return _reduce(model.average_velocity(x, s, t) - target, reduction)
+
+
+def _targets_with_diagonal(
+    x: torch.Tensor, on_diagonal: torch.Tensor | None, velocity_target: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The regression targets ``(batch, ...)``, filled with ``velocity_target`` on the diagonal, and the
+    off-diagonal mask ``(batch,)`` that the caller fills in.
+    """
+    if on_diagonal is None:
+        return torch.empty_like(x), torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    if velocity_target is None or velocity_target.shape != x.shape:
+        raise ValueError("on_diagonal needs velocity_target, shaped like x, for the pairs on the diagonal")
+    if on_diagonal.shape != (x.shape[0],) or on_diagonal.dtype != torch.bool:
+        raise ValueError(f"on_diagonal must be a bool tensor of shape ({x.shape[0]},)")
+    return velocity_target.detach().to(x.dtype).clone(), ~on_diagonal
 
 
 def psd_target(
@@ -289,7 +347,6 @@ def psd_target(
     each long jump learns from shorter ones directly, a shallower cascade than halving at every level,
     for K − 2 more forward passes of the teacher.
 
-    :func:`flowlib.fit` uses it to regress the diagonal and the jumps of a batch in one forward pass.
     """
     _check_model(teacher)
     check_positive_int(jumps, "jumps", minimum=2)
@@ -306,8 +363,8 @@ def psd_target(
         point, average = x, torch.zeros_like(x)
         for start, stop, share in zip(bounds[:-1], bounds[1:], shares, strict=True):
             velocity = teacher.average_velocity(point, start, stop)
-            point = point + _column(stop - start, x) * velocity
-            average = average + _column(share, x) * velocity
+            point = point + column(stop - start, x) * velocity
+            average = average + column(share, x) * velocity
         return average
 
 
@@ -319,8 +376,9 @@ def meanflow(
     s: torch.Tensor,
     t: torch.Tensor,
     interpolant: str | Interpolant = "linear",
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""MeanFlow, in the book's convention, ``(batch,)``:
+    r"""MeanFlow, in the book's convention:
 
     .. math::
         \big\|v_{s,t}(I_s) - \mathrm{sg}\big[\dot I_s
@@ -334,8 +392,8 @@ def meanflow(
     _check_model(model)
     path = get_interpolant(interpolant).sample_path(x0, x1, s)
     v, dv = model.jvp(path.xt, s, t, dx=path.dxt, ds=1.0, output="velocity")
-    target = path.dxt + _column(t - s, v) * dv
-    return _per_sample(v - target.detach())
+    target = path.dxt + column(t - s, v) * dv
+    return _reduce(v - target.detach(), reduction)
 
 
 def improved_meanflow(
@@ -345,8 +403,9 @@ def improved_meanflow(
     s: torch.Tensor,
     t: torch.Tensor,
     interpolant: str | Interpolant = "linear",
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""Improved MeanFlow, ``(batch,)``: regress a compound prediction of :math:`b_s` on :math:`\dot I_s`,
+    r"""Improved MeanFlow: regress a compound prediction of :math:`b_s` on :math:`\dot I_s`,
 
     .. math:: W = v_{s,t}(I_s) - (t-s)\,\mathrm{sg}\big[(\partial_s v_{s,t} + \nabla v_{s,t}\,v_{s,s})(I_s)\big],
               \qquad \|W - \dot I_s\|^2 .
@@ -360,8 +419,8 @@ def improved_meanflow(
     with torch.no_grad():
         b = model.velocity(path.xt, s)
     v, dv = model.jvp(path.xt, s, t, dx=b, ds=1.0, output="velocity")
-    prediction = v - _column(t - s, v) * dv.detach()
-    return _per_sample(prediction - path.dxt)
+    prediction = v - column(t - s, v) * dv.detach()
+    return _reduce(prediction - path.dxt, reduction)
 
 
 # ----------------------------------------------------------------------------------------- chapter 9
@@ -372,8 +431,9 @@ def consistency_distillation(
     x: torch.Tensor,
     s: torch.Tensor,
     delta: float,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""Consistency distillation, ``(batch,)``:
+    r"""Consistency distillation:
 
     .. math:: \|X_{s,1}(x_s) - \mathrm{sg}[X'_{s+\Delta,1}(x_s + \Delta\, b_s(x_s))]\|^2
 
@@ -386,9 +446,9 @@ def consistency_distillation(
     s_next = (s + delta).clamp(max=1.0)
     one = torch.ones_like(s)
     with torch.no_grad():
-        x_next = x + _column(s_next - s, x) * teacher(x, s)
+        x_next = x + column(s_next - s, x) * teacher(x, s)
         target = target_model(x_next, s_next, one)
-    return _per_sample(model(x, s, one) - target)
+    return _reduce(model(x, s, one) - target, reduction)
 
 
 def consistency_training(
@@ -399,8 +459,9 @@ def consistency_training(
     s: torch.Tensor,
     delta: float,
     interpolant: str | Interpolant = "linear",
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""Consistency training, ``(batch,)``:
+    r"""Consistency training:
 
     .. math:: \|X_{s,1}(I_s) - \mathrm{sg}[X'_{s+\Delta,1}(I_{s+\Delta})]\|^2
 
@@ -414,28 +475,29 @@ def consistency_training(
     one = torch.ones_like(s)
     with torch.no_grad():
         target = target_model(path(x0, x1, s_next), s_next, one)
-    return _per_sample(model(path(x0, x1, s), s, one) - target)
+    return _reduce(model(path(x0, x1, s), s, one) - target, reduction)
 
 
-def shortcut(model: FlowMap, x: torch.Tensor, s: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    r"""Shortcut models (off-diagonal part), ``(batch,)``:
+def shortcut(
+    model: FlowMap,
+    x: torch.Tensor,
+    s: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    on_diagonal: torch.Tensor | None = None,
+    velocity_target: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Shortcut models, with jumps of :math:`2h = t - s` on a dyadic grid:
 
     .. math::
         \big\|v_{s,s+2h}(x_s) - \mathrm{sg}\big[\tfrac12\big(v_{s,s+h}(x_s)
         + v_{s+h,s+2h}(x_s + h\,v_{s,s+h}(x_s))\big)\big]\big\|^2
 
-    The compositional rule on dyadic step sizes: a jump of :math:`2h` must equal two jumps of :math:`h`.
+    The compositional rule: a jump of :math:`2h` must equal two jumps of :math:`h` of the model itself.
+    It is :func:`psd`'s midpoint rule, with the model as its own teacher, on the pairs of
+    :func:`flowlib.times.sample_dyadic_pairs`; ``on_diagonal`` and ``velocity_target`` work as there.
     """
-    _check_model(model)
-    return _per_sample(model.average_velocity(x, s, s + 2 * h) - shortcut_target(model, x, s, h))
-
-
-def shortcut_target(model: FlowMap, x: torch.Tensor, s: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    r"""The regression target of :func:`shortcut`, without gradient, ``(batch, ...)``:
-    :math:`\tfrac12\big(v_{s,s+h}(x) + v_{s+h,s+2h}(x + h\,v_{s,s+h}(x))\big)`.
-    """
-    _check_model(model)
-    with torch.no_grad():
-        first = model.average_velocity(x, s, s + h)
-        second = model.average_velocity(x + _column(h, x) * first, s + h, s + 2 * h)
-        return 0.5 * (first + second)
+    return psd(
+        model, model, x, s, t, jumps=2, on_diagonal=on_diagonal, velocity_target=velocity_target, reduction=reduction
+    )

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from flowlib._checks import as_points, check_positive_int
+from flowlib import sampling
+from flowlib._validate import as_points, check_positive_int
 from flowlib.nets import detached
 
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
@@ -187,7 +188,10 @@ class FloorReport:
         )
 
 
-def _mean_se(values: list[float]) -> tuple[float, float]:
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """The mean of ``values`` and its standard error (sample standard deviation over √n; NaN for one value)."""
+    if not values:
+        raise ValueError("mean_se needs at least one value")
     mean = sum(values) / len(values)
     if len(values) < 2:
         return mean, math.nan
@@ -231,12 +235,11 @@ def against_floor(
     values, floors = [], []
     for r in range(repeats):
         reference = data(n, seed + 1000 * r)
-        other = data(n, seed + 1000 * r + 1)
         model = samples[r * n : (r + 1) * n] if isinstance(samples, torch.Tensor) else samples(n, seed + 1000 * r + 2)
         values.append(metric(model, reference))
-        floors.append(metric(other, reference))
-    value, value_se = _mean_se(values)
-    floor, floor_se = _mean_se(floors)
+        floors += data_floor(metric, data, reference, repeats=1, seed=seed + 1000 * r + 1)
+    value, value_se = mean_se(values)
+    floor, floor_se = mean_se(floors)
     label = name or getattr(metric, "__name__", None) or getattr(getattr(metric, "func", None), "__name__", "metric")
     return FloorReport(label, value, value_se, floor, floor_se, n, repeats)
 
@@ -296,63 +299,71 @@ def map_error_grid(
 
 
 def quality_by_steps(
-    sample: Callable[[torch.Tensor, int], torch.Tensor],
+    model: object,
     noise: torch.Tensor,
     reference: torch.Tensor,
     steps: tuple[int, ...] = (1, 2, 4, 8, 16),
     n_projections: int = 256,
+    seed: int = 0,
 ) -> dict[int, float]:
-    r"""Sliced W2 to ``reference`` of ``sample(noise, k)`` for each step count k (lower is better).
+    r"""Sliced W2 to ``reference`` of ``sampling.sample(model, noise, k)`` for each step count k (lower is better).
 
     Args:
-        sample: ``sample(noise, k) -> (n, d)``, e.g. ``lambda z, k: model.sample(z, steps=k)``.
+        model: anything :func:`flowlib.sampling.sample` samples (a velocity is integrated with Heun steps).
         noise: ``(n, d)`` starting points, the same for every k (and every model compared).
         reference: ``(m, d)`` fresh data.
         steps: the step counts.
         n_projections: directions of the sliced W2.
+        seed: a consistency model's re-noising at k steps draws from a generator seeded ``seed + k``.
 
     Returns:
         ``{k: sliced W2}``; ``inf`` where the samples are not finite.
     """
-    if not callable(sample):
-        raise TypeError("sample must be callable as sample(noise, steps)")
+    kind = sampling.kind_of(model)
     out = {}
     for k in steps:
         check_positive_int(k, "steps")
-        with torch.no_grad():
-            points = sample(noise, k)
+        extra = {"generator": torch.Generator(noise.device).manual_seed(seed + k)} if kind == "consistency" else {}
+        points = sampling.sample(model, noise, k, **extra)
         finite = bool(torch.isfinite(points).all())
         out[k] = sliced_w2(points.float(), reference.float(), n_projections) if finite else math.inf
     return out
 
 
-def sliced_w2_floor(
+def data_floor(
+    metric: Metric,
     draw: Callable[[int, int], torch.Tensor],
     reference: torch.Tensor,
     repeats: int = 5,
     seed: int = 900_000,
-    n_projections: int = 256,
-) -> float:
-    r"""The data-vs-data floor of the sliced W2 against ``reference``, averaged over independent draws.
+) -> list[float]:
+    r"""The data-vs-data floor: ``metric(draw(n, seed + r), reference)`` for ``r < repeats``.
 
-    A single value is noisy: for the eight Gaussians with 10 000 points it ranged from 0.03 to 0.06
-    between draws, because the points per mode fluctuate. Averaging ``repeats`` draws of the same
-    size as ``reference`` gives a floor that model scores can be read against.
+    What a perfect sampler scores against ``reference``: a fresh draw of the data itself, of the same
+    size. A single value is noisy (for the eight Gaussians with 10 000 points the sliced W2 ranged
+    from 0.03 to 0.06 between draws, because the points per mode fluctuate), so read a model's score
+    against the mean of several.
 
     Args:
+        metric: ``metric(a, b) -> float``, e.g. :func:`sliced_w2`.
         draw: ``draw(n, seed) -> (n, d)`` fresh data, e.g. a mixture's ``sample`` or
             ``lambda n, seed: data.sample("checkerboard", n, seed=seed)``.
         reference: ``(n, d)`` the fresh data the models are scored against.
-        repeats: independent draws to average.
+        repeats: independent draws.
         seed: seed of the first draw (draw r uses ``seed + r``).
-        n_projections: directions of the sliced W2.
 
     Returns:
-        The mean sliced W2 between a fresh draw and ``reference``.
+        One value per draw (:func:`mean_se` gives their mean and standard error).
     """
     if not callable(draw):
         raise TypeError("draw must be callable as draw(n, seed)")
     check_positive_int(repeats, "repeats")
     n = reference.shape[0]
-    values = [sliced_w2(draw(n, seed + r).float(), reference.float(), n_projections) for r in range(repeats)]
-    return sum(values) / repeats
+    return [metric(draw(n, seed + r).float(), reference.float()) for r in range(repeats)]
+
+
+def sliced_w2_floor(
+    draw: Callable[[int, int], torch.Tensor], reference: torch.Tensor, repeats: int = 5, seed: int = 900_000
+) -> float:
+    """The mean of :func:`data_floor` for the sliced W2 (256 directions, as :func:`quality_by_steps` scores)."""
+    return mean_se(data_floor(lambda a, b: sliced_w2(a, b, 256), draw, reference, repeats, seed))[0]

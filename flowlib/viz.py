@@ -5,10 +5,12 @@ colour blindness). Animations are rendered with matplotlib's ``to_jshtml`` (no f
 no CDN): a few dozen small PNG frames and a player that works on the static site.
 
 Example:
-    >>> from flowlib import viz
+    >>> import matplotlib.pyplot as plt
+    >>> from flowlib import data, viz
     >>> viz.use_style()
     >>> fig, ax = plt.subplots()
-    >>> viz.scatter(ax, points, label="data")
+    >>> viz.scatter(ax, data.sample("moons", 500, seed=0), label="data")
+    >>> plt.close(fig)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from matplotlib import animation
 
-from flowlib._checks import check_positive_int
+from flowlib._validate import check_positive_int
 
 #: Okabe-Ito colours: blue, orange, green, vermillion, purple, sky blue, yellow, black.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]

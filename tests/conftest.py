@@ -1,4 +1,8 @@
-"""Shared fixtures: every test runs with its own model cache; a headless Chromium for browser tests.
+"""Shared fixtures: every test runs with its own model cache; the devices to test on; a headless Chromium
+for browser tests.
+
+``DEVICES`` is the CPU, plus CUDA when torch sees a GPU; a test that takes the ``device`` fixture runs once
+per device (on a machine without a GPU the CUDA cases are simply not generated).
 
 The browser tests need Chromium at /usr/bin/chromium (Debian's ``chromium`` package, or the path in
 FLOWLIB_CHROMIUM) and the ``playwright`` Python package; they never download a browser. Without
@@ -14,6 +18,8 @@ import pytest
 import torch
 
 CHROMIUM = Path(os.environ.get("FLOWLIB_CHROMIUM", "/usr/bin/chromium"))
+#: Where device-parametrised tests run.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -31,8 +37,23 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     yield
 
 
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each device of ``DEVICES`` in turn."""
+    return torch.device(request.param)
+
+
+def gen(seed: int = 0, device: str | torch.device = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@pytest.fixture(scope="session")
+def executed_book(tmp_path_factory):
+    """A copy of the book with every chapter executed in smoke mode: ``(folder, {chapter stem: Run})``."""
+    from notebooks import executed_book as execute_into
+
+    folder = tmp_path_factory.mktemp("executed-book")
+    return folder, execute_into(folder)
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,9 @@ import re
 import pytest
 import torch
 
-from flowlib import data, explorer
+from flowlib import data, explorer, nets
 from flowlib.exact import GaussianMixture
+from flowlib.flowmap import FlowMap
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,23 @@ def test_a_wrong_map_shows_its_error(mix):
     assert errors.diagonal(dim1=1, dim2=2).abs().max() < 1e-6  # no error when t = s
     assert errors[:, 0, -1].mean() > 0.1  # one Euler step from noise to data misses
     assert not ex.payload["exact_jumps"]
+
+
+def test_a_trained_flow_map_module_is_shown_directly(mix):
+    torch.manual_seed(0)
+    model = FlowMap(nets.MLP(2, width=16, depth=1, n_times=2))  # float32, with gradients: explore detaches it
+    ex = explorer.explore(mix.velocity, model, n_paths=12, highlight=2, grid_size=5, reference_flow_map=mix.flow_map)
+    p = ex.payload
+    assert not p["exact_jumps"]
+    times = p["times"]
+    path0 = torch.tensor(p["paths"][p["path_ids"][0]], dtype=torch.float64)
+    for i, j in [(0, 4), (1, 3), (2, 2)]:
+        with torch.no_grad():
+            expected = model(path0[i : i + 1].float(), times[i], times[j])[0]
+        assert p["jumps"][0][i][j] == pytest.approx(expected.tolist(), abs=2e-3)
+    errors = torch.tensor(p["errors"])
+    assert errors.diagonal(dim1=1, dim2=2).abs().max() < 1e-6  # X_{t,t} = x by construction
+    assert errors[:, 0, -1].mean() > 0.1  # an untrained map misses the data
 
 
 def test_one_dimensional_states_are_drawn_in_the_time_plane():

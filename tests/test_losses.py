@@ -1,16 +1,17 @@
-"""Every flow-map objective vanishes at the exact flow map, and each one trains on a tiny problem.
+"""Every flow-map objective vanishes at the exact flow map, and each one is the formula it documents.
 
 The exact map used here is the closed-form map of a single Gaussian, wrapped as a FlowMap in float64,
-so JVPs and gradients run through it exactly."""
+so JVPs and gradients run through it exactly. Training through :func:`flowlib.fit` is tested in
+test_fitting.py."""
 
 import pytest
 import torch
 from torch import nn
 
 import flowlib
-from flowlib import losses, metrics
+from flowlib import losses
 from flowlib.exact import GaussianMixture, gaussian_flow_map
-from flowlib.flowmap import FlowMap, as_flow_map_fn
+from flowlib.flowmap import FlowMap
 
 MEAN = torch.tensor([1.0, -0.5], dtype=torch.float64)
 
@@ -35,6 +36,15 @@ def exact_map(variance=0.3):
     return FlowMap(ExactAverageVelocity(variance))
 
 
+def network_map(seed=0, scale=1.0):
+    """A small random float64 flow map; ``scale`` spreads its jumps so that composition visibly fails."""
+    torch.manual_seed(seed)
+    net = flowlib.nets.MLP(2, width=16, depth=2, n_times=2).double()
+    with torch.no_grad():
+        net.layers[-1].weight.mul_(scale)
+    return FlowMap(net)
+
+
 def batch(variance=0.3, n=64, seed=0, gap=True):
     gen = torch.Generator().manual_seed(seed)
     x1 = MEAN + variance**0.5 * torch.randn(n, 2, dtype=torch.float64, generator=gen)
@@ -44,19 +54,33 @@ def batch(variance=0.3, n=64, seed=0, gap=True):
     return x0, x1, s, t, (1 - s)[:, None] * x0 + s[:, None] * x1
 
 
+def every_loss(model, reduction):
+    """Every objective of losses on one batch, by name."""
+    x0, x1, s, t, xs = batch()
+    velocity = model.net.mixture.velocity if isinstance(model.net, ExactAverageVelocity) else model.velocity
+    half = torch.full_like(s, 0.125)
+    return {
+        "flow_matching": lambda: losses.flow_matching(velocity, x0, x1, s, reduction=reduction),
+        "diagonal": lambda: losses.diagonal(model, xs, s, x1 - x0, reduction=reduction),
+        "lmd": lambda: losses.lmd(model, velocity, xs, s, t, reduction=reduction),
+        "emd": lambda: losses.emd(model, velocity, xs, s, t, reduction=reduction),
+        "progressive": lambda: losses.progressive(model, model, xs, s, t, reduction=reduction),
+        "lsd": lambda: losses.lsd(model, model, xs, s, t, reduction=reduction),
+        "esd": lambda: losses.esd(model, model, xs, s, t, reduction=reduction),
+        "psd": lambda: losses.psd(model, model, xs, s, t, reduction=reduction),
+        "meanflow": lambda: losses.meanflow(model, x0, x1, s, t, reduction=reduction),
+        "improved_meanflow": lambda: losses.improved_meanflow(model, x0, x1, s, t, reduction=reduction),
+        "consistency_distillation": lambda: losses.consistency_distillation(
+            model, model, velocity, xs, s, 0.05, reduction=reduction
+        ),
+        "consistency_training": lambda: losses.consistency_training(model, model, x0, x1, s, 0.05, reduction=reduction),
+        "shortcut": lambda: losses.shortcut(model, xs, 0.5 * s, 0.5 * s + 2 * half, reduction=reduction),
+    }
+
+
 @pytest.mark.parametrize("name", ["lmd", "emd", "lsd", "esd", "psd", "progressive"])
 def test_map_objectives_vanish_at_the_exact_map(name):
-    model = exact_map()
-    x0, x1, s, t, xs = batch()
-    velocity = model.net.mixture.velocity
-    residual = {
-        "lmd": lambda: losses.lmd(model, velocity, xs, s, t),
-        "emd": lambda: losses.emd(model, velocity, xs, s, t),
-        "lsd": lambda: losses.lsd(model, model, xs, s, t),
-        "esd": lambda: losses.esd(model, model, xs, s, t),
-        "psd": lambda: losses.psd(model, model, xs, s, t),
-        "progressive": lambda: losses.progressive(model, model, xs, s, t),
-    }[name]()
+    residual = every_loss(exact_map(), "none")[name]()
     assert residual.shape == (64,)
     assert residual.max() < 1e-12
 
@@ -68,9 +92,10 @@ def test_conditional_objectives_vanish_when_the_conditional_velocity_is_the_velo
     model = exact_map(variance)
     x0, x1, s, t, _ = batch(variance)
     if name == "consistency_training":
-        residual = losses.consistency_training(model, model, x0, x1, s, 0.05)
+        residual = losses.consistency_training(model, model, x0, x1, s, 0.05, reduction="none")
     else:
-        residual = getattr(losses, name)(model, x0, x1, s, t)
+        residual = getattr(losses, name)(model, x0, x1, s, t, reduction="none")
+    assert residual.shape == (64,)
     assert residual.max() < 1e-10
 
 
@@ -89,114 +114,150 @@ def test_meanflow_target_is_the_eulerian_identity_in_conditional_expectation():
 def test_shortcut_and_consistency_distillation_are_small_at_the_exact_map():
     model = exact_map()
     x0, x1, s, t, xs = batch()
-    h = torch.full_like(s, 0.125)
-    assert losses.shortcut(model, xs, s * 0.5, h).max() < 1e-12  # two exact half-jumps are one exact jump
+    start = s * 0.5
+    # t = s + 2h with h = 1/8: two exact half-jumps are one exact jump
+    assert losses.shortcut(model, xs, start, start + 0.25, reduction="none").max() < 1e-12
     # one Euler step of the exact velocity: an O(delta^2) error per step
     delta = 1e-3
-    residual = losses.consistency_distillation(model, model, model.net.mixture.velocity, xs, s, delta)
+    residual = losses.consistency_distillation(model, model, model.net.mixture.velocity, xs, s, delta, "none")
     assert residual.max() < 1e-10
 
 
-def test_diagonal_objective_is_flow_matching_on_v_ss():
-    model = exact_map()
-    x0, x1, s, _, _ = batch(gap=False)
-    per = losses.diagonal(model, x0, x1, s)
-    path_velocity = x1 - x0
-    xs = (1 - s)[:, None] * x0 + s[:, None] * x1
-    assert torch.allclose(per, (model.velocity(xs, s) - path_velocity).pow(2).mean(1))
+def test_objectives_do_not_vanish_at_a_wrong_map():
+    """The counterpart of the tests above: a random network is far from consistent (the exact map scores < 1e-12)."""
+    values = every_loss(network_map(scale=10.0), "mean")
+    for name in ("lmd", "emd", "lsd", "esd", "psd", "progressive", "shortcut", "meanflow"):
+        assert float(values[name]().detach()) > 1e-5, name
+
+
+@pytest.mark.parametrize("name", sorted(every_loss(exact_map(), "none")))
+def test_mean_reduction_is_the_mean_of_the_per_sample_losses(name):
+    model = network_map(scale=5.0)
+    per_sample = every_loss(model, "none")[name]()
+    mean = every_loss(model, "mean")[name]()
+    assert per_sample.shape == (64,) and mean.shape == ()
+    torch.testing.assert_close(mean, per_sample.mean())
+    with pytest.raises(ValueError, match="unknown reduction 'sum'"):
+        every_loss(model, "sum")[name]()
+
+
+def test_the_default_reduction_is_the_mean():
+    model = network_map(scale=5.0)
+    x0, x1, s, t, xs = batch()
+    torch.testing.assert_close(
+        losses.lsd(model, model, xs, s, t), losses.lsd(model, model, xs, s, t, reduction="none").mean()
+    )
+    torch.testing.assert_close(
+        losses.diagonal(model, xs, s, x1 - x0), losses.diagonal(model, xs, s, x1 - x0, "none").mean()
+    )
+    assert losses.flow_matching(model.velocity, x0, x1, s).shape == ()
+
+
+def test_diagonal_is_the_tangent_condition_against_a_given_target():
+    model = network_map(scale=3.0)
+    x0, x1, s, _, xs = batch(gap=False)
+    target = torch.randn(64, 2, dtype=torch.float64)
+    per = losses.diagonal(model, xs, s, target, reduction="none")
+    torch.testing.assert_close(per, (model.velocity(xs, s) - target).pow(2).mean(1))
+    # with the conditional velocity as target it is flow matching on v_{s,s}
+    torch.testing.assert_close(
+        losses.diagonal(model, xs, s, x1 - x0, reduction="none"),
+        losses.flow_matching(model.velocity, x0, x1, s, reduction="none"),
+    )
+    # zero at the exact map against the exact velocity
+    exact = exact_map()
+    assert losses.diagonal(exact, xs, s, exact.net.mixture.velocity(xs, s), "none").max() < 1e-20
+    # the target is a constant: no gradient reaches it
+    target.requires_grad_(True)
+    losses.diagonal(model, xs, s, target).backward()
+    assert target.grad is None
+
+
+def test_flow_matching_is_the_regression_on_the_conditional_velocity():
+    torch.manual_seed(0)
+    net = flowlib.nets.MLP(4, width=8, depth=1).double()
+    x0, x1 = torch.randn(6, 1, 2, 2, dtype=torch.float64), torch.randn(6, 1, 2, 2, dtype=torch.float64)
+    t = torch.rand(6, dtype=torch.float64)
+    xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * x1
+    expected = (net(xt, t) - (x1 - x0)).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(losses.flow_matching(net, x0, x1, t, reduction="none"), expected)
+    with pytest.raises(ValueError, match="velocity returned shape"):
+        losses.flow_matching(lambda x, t: x[:, :1], x0.flatten(1), x1.flatten(1), t)
+
+
+def test_psd_with_a_diagonal_mask_is_the_diagonal_loss_there_and_psd_elsewhere():
+    model, teacher = network_map(scale=5.0), network_map(seed=1, scale=5.0)
+    x0, x1, s, t, xs = batch()
+    on_diagonal = torch.arange(64) % 3 == 0
+    t = torch.where(on_diagonal, s, t)
+    target = x1 - x0
+    fused = losses.psd(
+        model, teacher, xs, s, t, jumps=4, on_diagonal=on_diagonal, velocity_target=target, reduction="none"
+    )
+    diagonal = losses.diagonal(model, xs[on_diagonal], s[on_diagonal], target[on_diagonal], reduction="none")
+    d = ~on_diagonal
+    jumps = losses.psd(model, teacher, xs[d], s[d], t[d], jumps=4, reduction="none")
+    torch.testing.assert_close(fused[on_diagonal], diagonal)
+    torch.testing.assert_close(fused[d], jumps)
+    assert float(jumps.mean().detach()) > 1e-3  # the jumps' part is not negligible
+    with pytest.raises(ValueError, match="on_diagonal needs velocity_target"):
+        losses.psd(model, teacher, xs, s, t, on_diagonal=on_diagonal)
+    with pytest.raises(ValueError, match="on_diagonal must be a bool tensor"):
+        losses.psd(model, teacher, xs, s, t, on_diagonal=on_diagonal.float(), velocity_target=target)
+
+
+def test_psd_is_the_regression_on_two_jumps_of_the_teacher():
+    model, teacher = network_map(scale=5.0), network_map(seed=1, scale=5.0)
+    _, _, s, t, xs = batch()
+    u = s + 0.3 * (t - s)
+    with torch.no_grad():
+        first = teacher.average_velocity(xs, s, u)
+        second = teacher.average_velocity(teacher(xs, s, u), u, t)
+        target = 0.3 * first + 0.7 * second  # shares (u - s)/(t - s) and (t - u)/(t - s)
+    expected = (model.average_velocity(xs, s, t) - target).pow(2).mean(1)
+    torch.testing.assert_close(losses.psd(model, teacher, xs, s, t, u, reduction="none"), expected)
+
+
+def test_shortcut_is_psd_midpoint_rule_with_the_model_as_its_own_teacher():
+    model = network_map(scale=5.0)
+    x0, x1, s, t, xs = batch()
+    start, end = 0.5 * s, 0.5 * s + 0.25  # t = s + 2h, h = 1/8
+    shortcut = losses.shortcut(model, xs, start, end, reduction="none")
+    torch.testing.assert_close(shortcut, losses.psd(model, model, xs, start, end, jumps=2, reduction="none"))
+    with torch.no_grad():  # the shortcut paper's formula: v_{s,s+2h} against the mean of two h-jumps
+        v1 = model.average_velocity(xs, start, start + 0.125)
+        v2 = model.average_velocity(xs + 0.125 * v1, start + 0.125, end)
+    expected = (model.average_velocity(xs, start, end) - 0.5 * (v1 + v2)).pow(2).mean(1)
+    torch.testing.assert_close(shortcut, expected)
+    on_diagonal = torch.arange(64) < 16
+    fused = losses.shortcut(
+        model, xs, torch.where(on_diagonal, s, start), torch.where(on_diagonal, s, end),
+        on_diagonal=on_diagonal, velocity_target=x1 - x0, reduction="none",
+    )  # fmt: skip
+    torch.testing.assert_close(fused[16:], shortcut[16:])
+    torch.testing.assert_close(fused[:16], losses.diagonal(model, xs[:16], s[:16], (x1 - x0)[:16], "none"))
+
+
+def test_gradients_reach_the_model_and_not_through_the_targets():
+    """Self-distillation targets are under stop-gradient: d loss / d theta is the regression's gradient only."""
+    model = network_map(scale=5.0)
+    _, _, s, t, xs = batch()
+    loss = losses.psd(model, model, xs, s, t)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    target = losses.psd_target(model, xs, s, t)
+    assert not target.requires_grad
+    by_hand = torch.autograd.grad((model.average_velocity(xs, s, t) - target).pow(2).mean(), list(model.parameters()))
+    for a, b in zip(grads, by_hand, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_wrong_model_type_is_refused():
-    with pytest.raises(TypeError, match="FlowMap"):
+    with pytest.raises(TypeError, match="model must be a flowlib.flowmap.FlowMap"):
         losses.lsd(lambda x, s, t: x, exact_map(), torch.zeros(2, 2), torch.zeros(2), torch.ones(2))
-
-
-@pytest.mark.parametrize("method", sorted(flowlib.METHODS))
-def test_every_method_trains_through_fit(method):
-    # a tiny problem: one Gaussian, whose flow map is affine
-    mix = GaussianMixture([1.0], [[2.0, 1.0]], (0.09 * torch.eye(2))[None])
-    teacher = mix.velocity if method in flowlib.fitting.TEACHER_METHODS else None
-    kwargs = dict(teacher=teacher, progress=False, width=32, depth=2, batch_size=128, pool_size=5000, ema_decay=None)
-    model = flowlib.fit(method, mix, steps=200, seed=1, **kwargs)
-    result = model.fit_result
-    assert result.steps == 200 and all(torch.isfinite(torch.tensor(result.losses)))
-    # Objectives whose target does not depend on the model (a fixed teacher, or flow matching) must
-    # lower their loss. Self-distillation, MeanFlow and consistency targets move with the model (MeanFlow's
-    # JVP term grows as the map develops structure), so their loss need not fall; for every method the
-    # one-step jump X_{0,1} must move towards the exact one.
-    if method in flowlib.fitting.TEACHER_METHODS or method == "flow_matching":
-        first, last = torch.tensor(result.losses[:20]).mean(), torch.tensor(result.losses[-20:]).mean()
-        assert last < first, f"{method}: the loss did not decrease ({first:.4g} -> {last:.4g})"
-    # consistency models learn X_{s,1} backwards from the boundary X_{1,1} = id: score them from s = 0.75
-    start = 0.75 if method.startswith("consistency") else 0.0
-    x = mix.sample_marginal(2000, start, seed=5)
-    exact_end = mix.flow_map(x, start, 1.0)
-    untrained = flowlib.fit(method, mix, steps=1, seed=1, cache=False, **kwargs)
-    before = metrics.map_error(as_flow_map_fn(untrained)(x, start, 1.0), exact_end)
-    after = metrics.map_error(as_flow_map_fn(model)(x, start, 1.0), exact_end)
-    assert after < 0.9 * before, f"{method}: map error of X_({start},1) {before:.3f} -> {after:.3f}"
-    x = torch.randn(16, 2)
-    assert torch.equal(model(x, 0.3, 0.3), x)  # identity by construction
-    samples = model.sample(torch.randn(64, 2), steps=2)
-    assert samples.shape == (64, 2) and torch.isfinite(samples).all()
-    again = flowlib.fit(method, mix, steps=200, seed=1, **kwargs)
-    assert again.fit_result.from_cache
-
-
-@pytest.mark.parametrize("diagonal_weight", [1.0, 0.3])
-@pytest.mark.parametrize("method", ["psd", "shortcut"])
-def test_fit_batch_loss_is_the_diagonal_plus_the_jumps(method, diagonal_weight):
-    """fit regresses the diagonal and the jumps in one forward pass; it must equal the two losses apart,
-    with the diagonal's samples weighted by ``diagonal_weight``."""
-    from flowlib import fitting, times, train
-    from flowlib.interpolants import get_interpolant
-
-    pool, batch = torch.randn(500, 2), 64
-    options = fitting.FitOptions(
-        **fitting.resolve_options(
-            method,
-            {
-                "batch_size": batch,
-                "diagonal_warmup": 0.0,
-                "diagonal_weight": diagonal_weight,
-                "diagonal_target": "conditional",  # one pair's velocity: no reference draws to replay
-            },
-        )
-    )
-    torch.manual_seed(0)
-    net = flowlib.nets.MLP(2, width=16, depth=2, n_times=2)
-    with torch.no_grad():  # jumps far from zero, so that the jumps' part of the loss is not negligible
-        net.layers[-1].weight.mul_(30.0)
-    trainee = fitting.Trainee(FlowMap(net), False, False)
-    loss_fn = fitting._make_loss(method, pool, None, options, fitting._Progress(100, None))
-    fused = loss_fn(trainee, torch.Generator().manual_seed(3))
-
-    generator = torch.Generator().manual_seed(3)  # the same draws, in the same order
-    x1 = train.draw(pool, batch, generator)
-    x0 = torch.randn(x1.shape, generator=generator)
-    diagonal = torch.arange(batch) < round(options.diagonal_fraction * batch)
-    if method == "psd":
-        s, t = fitting._pairs(batch, generator, options, options.diagonal_fraction)
-    else:
-        s, h = times.sample_dyadic(batch, generator, options.shortcut_levels)
-        uniform = times.sample_times(batch, generator, options.time_distribution)
-        s, t = torch.where(diagonal, uniform, s), torch.where(diagonal, uniform, s + 2 * h)
-    assert bool((s[diagonal] == t[diagonal]).all()) and bool((s[~diagonal] != t[~diagonal]).all())
-    model = trainee.flow_map
-    xs = get_interpolant("linear")(x0, x1, s)
-    if method == "psd":
-        jumps = losses.psd(model, model, xs[~diagonal], s[~diagonal], t[~diagonal], jumps=options.psd_jumps)
-    else:
-        jumps = losses.shortcut(model, xs[~diagonal], s[~diagonal], (t[~diagonal] - s[~diagonal]) / 2)
-    assert float(jumps.mean().detach()) > 0.1  # the jumps' part is far from negligible
-    on_diagonal = losses.diagonal(model, x0[diagonal], x1[diagonal], s[diagonal])
-    per = torch.cat([diagonal_weight * on_diagonal, jumps])
-    torch.testing.assert_close(fused, per.mean(), rtol=1e-5, atol=1e-7)
-
-
-def test_fit_rejects_a_diagonal_weight_that_is_not_positive():
-    with pytest.raises(ValueError, match="diagonal_weight"):
-        flowlib.fit("psd", torch.randn(100, 2), steps=2, diagonal_weight=0.0, cache=False, progress=False)
+    with pytest.raises(TypeError, match="FlowMap"):
+        losses.diagonal(flowlib.nets.MLP(2, n_times=2), torch.zeros(2, 2), torch.zeros(2), torch.zeros(2, 2))
+    with pytest.raises(TypeError, match=r"teacher must be a callable teacher\(x, t\)"):
+        losses.lmd(exact_map(), "b", torch.zeros(2, 2), torch.zeros(2), torch.ones(2))
 
 
 @pytest.mark.parametrize("time", [0.2, 0.6])
@@ -223,17 +284,16 @@ def test_posterior_velocity_is_the_pair_velocity_at_the_data_end_and_checks_shap
         losses.posterior_velocity(x0, x1, torch.rand(8), torch.randn(16, 3))
 
 
-def test_fit_trains_with_either_diagonal_target_and_checks_the_option():
-    for target in ("posterior", "conditional"):
-        model = flowlib.fit(
-            "psd", "eight_gaussians", steps=60, batch_size=64, diagonal_target=target, cache=False, progress=False
-        )
-        assert model.fit_config["diagonal_target"] == target
-        losses_seen = model.fit_result.losses
-        assert torch.isfinite(torch.as_tensor(losses_seen)).all()
-        assert sum(losses_seen[-10:]) < sum(losses_seen[:10])
-    with pytest.raises(ValueError, match="diagonal_target"):
-        flowlib.fit("psd", torch.randn(100, 2), steps=2, diagonal_target="exact", cache=False, progress=False)
+def test_posterior_velocity_on_images_is_the_flat_estimate_reshaped():
+    generator = torch.Generator().manual_seed(0)
+    x0, x1, references = (torch.randn(n, 4, generator=generator) for n in (8, 8, 32))
+    t = torch.rand(8, generator=generator)
+    flat = losses.posterior_velocity(x0, x1, t, references)
+    images = losses.posterior_velocity(
+        x0.reshape(8, 1, 2, 2), x1.reshape(8, 1, 2, 2), t, references.reshape(32, 1, 2, 2)
+    )
+    assert images.shape == (8, 1, 2, 2)
+    torch.testing.assert_close(images.reshape(8, 4), flat)
 
 
 def test_psd_target_with_more_jumps_is_the_composed_teachers_average_velocity():
@@ -254,17 +314,6 @@ def test_psd_target_with_more_jumps_is_the_composed_teachers_average_velocity():
         losses.psd_target(teacher, x, s, t, u=(s + t) / 2, jumps=4)
 
 
-def test_fit_psd_trains_with_two_or_four_jumps_and_checks_the_option():
-    for jumps in (2, 4):
-        model = flowlib.fit(
-            "psd", "eight_gaussians", steps=60, batch_size=64, psd_jumps=jumps, cache=False, progress=False
-        )
-        assert model.fit_config["psd_jumps"] == jumps
-        assert sum(model.fit_result.losses[-10:]) < sum(model.fit_result.losses[:10])
-    with pytest.raises(ValueError, match="psd_jumps"):
-        flowlib.fit("psd", torch.randn(100, 2), steps=2, psd_jumps=1, cache=False, progress=False)
-
-
 def test_psd_target_is_finite_where_a_drawn_pair_ties():
     """Independent uniform times can tie (s = t) off the diagonal; the target must stay the velocity, not 0/0."""
     torch.manual_seed(0)
@@ -272,6 +321,7 @@ def test_psd_target_is_finite_where_a_drawn_pair_ties():
     x, s = torch.randn(8, 2), 0.5 * torch.rand(8)
     t = s.clone()
     t[4:] += 0.3
-    target = losses.psd_target(teacher, x, s, t)
+    target = losses.psd_target(teacher, x, s, t, u=(s + t) / 2)
     assert torch.isfinite(target).all()
     torch.testing.assert_close(target[:4], teacher.velocity(x[:4], s[:4]).detach())
+    torch.testing.assert_close(losses.psd_target(teacher, x, s, t)[:4], teacher.velocity(x[:4], s[:4]).detach())

@@ -168,31 +168,30 @@ def test_every_method_appears_in_a_chapter():
 
 
 def test_benchmark_table_in_the_book_is_generated_from_its_results():
-    from flowlib import bench
+    from benchmarks import report, run
 
     generated = ROOT / "book" / "generated"
     result = json.loads((generated / "benchmark.json").read_text())
-    assert (generated / "benchmark.md").read_text() == bench.to_markdown(result), "regenerate: python -m flowlib.bench"
+    assert (generated / "benchmark.md").read_text() == report.to_markdown(result), "regenerate: python -m benchmarks"
     assert result["config"]["budget"] == 90.0, "the book's benchmark is the full 90-second run, not --quick"
-    for dataset in bench.DATASETS:
-        assert set(result["datasets"][dataset]["methods"]) == set(bench.FROM_SCRATCH + bench.DISTILLED)
+    for dataset in run.DATASETS:
+        assert set(result["datasets"][dataset]["methods"]) == set(run.FROM_SCRATCH + run.DISTILLED)
     assert "{include} generated/benchmark.md" in (ROOT / "book" / "appendix_benchmark.md").read_text()
 
 
-#: Largest standard error of a benchmark ratio, relative to the ratio: issue 3 asks for under 5%. Samplers that
-#: re-noise between steps (consistency models) reach it by averaging re-noise draws within each repeat
-#: (BenchConfig.renoise_draws); with one draw per repeat one of their ratios had 7.4% (2026-11-27).
+#: Largest standard error of a benchmark ratio, relative to the ratio. Samplers that re-noise between steps
+#: (consistency models) reach it by averaging re-noise draws within each repeat (BenchConfig.renoise_draws).
 RATIO_SE_BOUND = 0.05
 
 
 def test_benchmark_ratios_are_precise_enough_to_read():
     """Every sliced-W2 ratio, composed or re-noising, has a standard error under RATIO_SE_BOUND of the ratio."""
-    from flowlib import bench
+    from benchmarks import report, run
 
     result = json.loads((ROOT / "book" / "generated" / "benchmark.json").read_text())
-    assert result["precision"] == bench.precision(result)
-    assert result["precision"]["count"] == 2 * len(bench.FROM_SCRATCH + bench.DISTILLED) * len(
-        result["config"]["steps"]
-    ), "a ratio is missing (a diverged method?)"
+    assert result["precision"] == report.precision(result)
+    assert result["precision"]["count"] == 2 * len(run.FROM_SCRATCH + run.DISTILLED) * len(result["config"]["steps"]), (
+        "a ratio is missing (a diverged method?)"
+    )
     assert result["config"]["renoise_draws"] > 1, "consistency models need several re-noise draws per repeat"
     assert result["precision"]["max"] < RATIO_SE_BOUND, "rerun with more repeats or points (BenchConfig)"

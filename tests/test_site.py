@@ -1,5 +1,5 @@
-"""Build the site in smoke mode, then drive the system Chromium over the built pages
-(the ``browser`` fixture lives in conftest.py)."""
+"""Build the site from the chapters executed in smoke mode, then drive the system Chromium over the built pages
+(the ``executed_book`` and ``browser`` fixtures live in conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,25 +19,19 @@ from notebooks import CHAPTERS, ROOT
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path(os.environ.get("FLOWLIB_CHROMIUM", "/usr/bin/chromium"))
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
 
 
 @pytest.fixture(scope="session")
-def site(tmp_path_factory) -> Path:
-    """Build the whole book in smoke mode, with warnings as errors, into a temporary folder."""
+def site(executed_book, tmp_path_factory) -> Path:
+    """Build the whole book, with warnings as errors, from the chapters executed in smoke mode (no re-execution)."""
+    folder, runs = executed_book
+    failed = [name for name, run in runs.items() if run.error is not None]
+    assert not failed, f"chapters failed in smoke mode (see test_notebooks): {failed}"
     out = tmp_path_factory.mktemp("site")
     env = dict(os.environ, FLOWLIB_SMOKE="1", FLOWLIB_CACHE=str(out / "cache"))
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    command = [str(jupyter_book), "build", str(ROOT), "--all", "-W", "-n", "--keep-going", "--path-output", str(out)]
+    command = [str(jupyter_book), "build", str(folder), "--all", "-W", "-n", "--keep-going", "--path-output", str(out)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     log = done.stdout + done.stderr
     assert done.returncode == 0, f"site build failed:\n{log[-6000:]}"

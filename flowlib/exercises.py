@@ -1,12 +1,12 @@
-"""Checks behind the chapters' exercises: call one on your answer and read what it says.
+"""Exercise checks (chapters 1-4): call one on your answer and read what it says.
 
 Each check prints a short confirmation when the answer is right and raises an
 ``AssertionError`` with a hint when it is not. They compare against flowlib's own
 implementations, which the test-suite verifies independently.
 
 Example:
-    >>> from flowlib import checks
-    >>> checks.check_stepper(my_heun_step, expected_order=2)
+    >>> from flowlib import exercises, ode
+    >>> exercises.check_stepper(ode.heun_step, expected_order=2)
     ✓ your stepper converges with order 2.00 (expected 2)
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from flowlib._checks import check_callable
+from flowlib._validate import check_callable
 from flowlib.exact import LinearField
 
 
@@ -100,12 +100,12 @@ def check_mixture_velocity(velocity: Callable) -> None:
     _ok("your mixture velocity matches flowlib's closed form at t = 0.05, 0.5, 0.9 and 0.99")
 
 
-def check_time_grid(grid: torch.Tensor | list, method: str = "heun") -> None:
+def check_time_grid(grid: torch.Tensor | list, solver: str = "heun") -> None:
     """Chapter 3: does your time grid beat the uniform one, at equal cost, on the sharp eight Gaussians?
 
     Args:
         grid: increasing times from 0 to 1 (``K + 1`` values for ``K`` steps).
-        method: the solver to compare with.
+        solver: the solver to compare with.
     """
     from flowlib import data, metrics, ode
 
@@ -117,14 +117,14 @@ def check_time_grid(grid: torch.Tensor | list, method: str = "heun") -> None:
     z = torch.randn(1000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     exact = mix.flow_map(z, 0.0, 1.0)
     steps = len(times) - 1
-    yours = metrics.map_error(ode.integrate(mix.velocity, z, times, method), exact)
-    uniform = metrics.map_error(ode.integrate(mix.velocity, z, ode.uniform_grid(steps), method), exact)
+    yours = metrics.map_error(ode.integrate(mix.velocity, z, times, solver), exact)
+    uniform = metrics.map_error(ode.integrate(mix.velocity, z, ode.uniform_grid(steps), solver), exact)
     assert yours < uniform, (
-        f"with {steps} {method} steps your grid has map error {yours:.4f}, the uniform grid {uniform:.4f}. "
+        f"with {steps} {solver} steps your grid has map error {yours:.4f}, the uniform grid {uniform:.4f}. "
         "Where do the paths turn most sharply? Put more steps there."
     )
     _ok(
-        f"{steps} {method} steps: map error {yours:.4f} with your grid against {uniform:.4f} uniform "
+        f"{steps} {solver} steps: map error {yours:.4f} with your grid against {uniform:.4f} uniform "
         f"({uniform / yours:.1f}x better)"
     )
 

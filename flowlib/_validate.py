@@ -1,18 +1,42 @@
-"""Input checks shared by every ``flowlib`` module.
+"""Input validation shared by every ``flowlib`` module, and the one broadcast helper.
 
-Each helper raises a ``TypeError`` or ``ValueError`` whose message names the
+Each check raises a ``TypeError`` or ``ValueError`` whose message names the
 argument and says what was expected, so that a reader who passes the wrong thing
 sees one clear sentence instead of a stack trace from deep inside torch.
+
+Checks of shapes and types are free. Checks of *values* (finite, times inside [0, 1]) read the
+tensor back to the host, which on a GPU waits for every queued kernel. They run once per public
+call; inside :func:`flowlib.fit`'s training step, whose inputs the library drew itself, they are
+switched off with :func:`trusted` (the loss is still checked for NaN at every step).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
 TimeLike = float | int | torch.Tensor
+
+_TRUSTED = contextvars.ContextVar("flowlib_trusted_inputs", default=False)
+
+
+@contextlib.contextmanager
+def trusted() -> Iterator[None]:
+    """Skip the value scans (finite, inside [0, 1]) of points and times within this block; shapes are still checked."""
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def column(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape per-sample values ``(batch,)`` to ``(batch, 1, ..., 1)`` so they multiply ``x`` ``(batch, ...)``."""
+    return t.reshape(-1, *([1] * (x.ndim - 1)))
 
 
 def as_points(x: object, name: str = "x", *, dim: int | None = None, min_ndim: int = 2) -> torch.Tensor:
@@ -42,7 +66,7 @@ def as_points(x: object, name: str = "x", *, dim: int | None = None, min_ndim: i
         features = int(math.prod(x.shape[1:]))
         if features != dim:
             raise ValueError(f"{name} must have {dim} features per point; got shape {tuple(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
+    if not _TRUSTED.get() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
 
@@ -80,6 +104,8 @@ def as_times(
         tt = tt.expand(batch).clone()  # a real tensor, not a stride-0 view (forward-mode AD writes into it)
     elif tt.ndim != 1 or tt.shape[0] != batch:
         raise ValueError(f"{name} must be a float or a tensor of shape ({batch},); got shape {tuple(tt.shape)}")
+    if _TRUSTED.get():
+        return tt
     if not bool(torch.isfinite(tt).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     tol = 1e-6

@@ -1,4 +1,4 @@
-r"""How consistent is a map with a flow? The three rules as measurable residuals (chapter 5).
+r"""How consistent is a map with a flow? The three rules of chapter 5 as measurable residuals.
 
 For a map :math:`X_{s,t}` and a velocity :math:`b_t`:
 
@@ -18,17 +18,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
-from flowlib._checks import as_points, check_callable, check_choice
+from flowlib._validate import as_points, as_times, check_callable, check_choice, column
 from flowlib.flowmap import FlowMap
+from flowlib.nets import detached, placement
 
 MapFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 KINDS = ("compositional", "lagrangian", "eulerian")
 
 
-def _times(value: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(value, dtype=x.dtype, device=x.device).expand(x.shape[0]).clone()
+def _times(value: float | torch.Tensor, name: str, x: torch.Tensor) -> torch.Tensor:
+    return as_times(value, name, x.shape[0], like=x)
 
 
 def _norm(residual: torch.Tensor) -> torch.Tensor:
@@ -41,18 +43,34 @@ def compositional_residual(
     r""":math:`\|X_{u,t}(X_{s,u}(x)) - X_{s,t}(x)\|` per point, ``(batch,)``."""
     check_callable(flow_map, "flow_map", "flow_map(x, s, t)")
     as_points(x, "x")
-    ss, uu, tt = _times(s, x), _times(u, x), _times(t, x)
+    ss, uu, tt = _times(s, "s", x), _times(u, "u", x), _times(t, "t", x)
+    plain = detached(flow_map) if isinstance(flow_map, nn.Module) else flow_map
     with torch.no_grad():
-        return _norm(flow_map(flow_map(x, ss, uu), uu, tt) - flow_map(x, ss, tt))
+        return _norm(plain(plain(x, ss, uu), uu, tt) - plain(x, ss, tt))
 
 
-def _model_dtype(model: FlowMap) -> torch.dtype:
-    parameter = next(model.parameters(), None)
-    return parameter.dtype if parameter is not None else torch.float32
-
-
-def _column(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return t.reshape(-1, *([1] * (x.ndim - 1)))
+def _derivative(
+    flow_map: MapFn | FlowMap, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, dx: torch.Tensor | None,
+    ds: float, dt: float, eps: float
+) -> torch.Tensor:  # fmt: skip
+    r"""The derivative of :math:`X_{s + \varepsilon\dot s,\, t + \varepsilon\dot t}(x + \varepsilon\dot x)` at
+    :math:`\varepsilon = 0`: a :class:`FlowMap`'s JVP, or a central difference that stays inside [0, 1]
+    (one-sided at the ends), in ``x``'s dtype.
+    """
+    if isinstance(flow_map, FlowMap):
+        dtype, device = placement(flow_map)
+        on_model = [v.to(dtype=dtype, device=device) for v in (x, s, t)]
+        tangent = dx.to(dtype=dtype, device=device) if dx is not None else None
+        derivative = flow_map.jvp(*on_model, dx=tangent, ds=ds, dt=dt)[1]
+        return derivative.detach().to(dtype=x.dtype, device=x.device)
+    check_callable(flow_map, "flow_map", "flow_map(x, s, t)")
+    moving = s if ds else t
+    ahead, behind = (1.0 - moving).clamp(max=eps), moving.clamp(max=eps)
+    direction = torch.zeros_like(x) if dx is None else dx
+    with torch.no_grad():
+        plus = flow_map(x + column(ahead, x) * direction, s + ahead * ds, t + ahead * dt)
+        minus = flow_map(x - column(behind, x) * direction, s - behind * ds, t - behind * dt)
+    return (plus - minus) / column(ahead + behind, x)
 
 
 def lagrangian_residual(
@@ -69,19 +87,11 @@ def lagrangian_residual(
     """
     check_callable(velocity, "velocity", "velocity(x, t)")
     as_points(x, "x")
-    ss, tt = _times(s, x), _times(t, x)
-    if isinstance(flow_map, FlowMap):
-        dtype = _model_dtype(flow_map)
-        end, d_end = flow_map.jvp(x.to(dtype), ss.to(dtype), tt.to(dtype), dt=1.0)
-        end, d_end = end.detach().to(x.dtype), d_end.detach().to(x.dtype)
-    else:
-        check_callable(flow_map, "flow_map", "flow_map(x, s, t)")
-        up, down = (tt + eps).clamp(max=1.0), (tt - eps).clamp(min=0.0)
-        with torch.no_grad():
-            end = flow_map(x, ss, tt)
-            d_end = (flow_map(x, ss, up) - flow_map(x, ss, down)) / _column(up - down, x)
+    ss, tt = _times(s, "s", x), _times(t, "t", x)
+    d_end = _derivative(flow_map, x, ss, tt, None, 0.0, 1.0, eps)
+    plain = detached(flow_map) if isinstance(flow_map, nn.Module) else flow_map
     with torch.no_grad():
-        return _norm(d_end - velocity(end, tt))
+        return _norm(d_end - velocity(plain(x, ss, tt), tt))
 
 
 def eulerian_residual(
@@ -100,19 +110,10 @@ def eulerian_residual(
     """
     check_callable(velocity, "velocity", "velocity(x, t)")
     as_points(x, "x")
-    ss, tt = _times(s, x), _times(t, x)
+    ss, tt = _times(s, "s", x), _times(t, "t", x)
     with torch.no_grad():
         b = velocity(x, ss)
-    if isinstance(flow_map, FlowMap):
-        dtype = _model_dtype(flow_map)
-        derivative = flow_map.jvp(x.to(dtype), ss.to(dtype), tt.to(dtype), dx=b.to(dtype), ds=1.0)[1]
-        return _norm(derivative.detach().to(x.dtype))
-    check_callable(flow_map, "flow_map", "flow_map(x, s, t)")
-    ahead, behind = (1.0 - ss).clamp(max=eps), ss.clamp(max=eps)  # steps that stay inside [0, 1]
-    with torch.no_grad():
-        plus = flow_map(x + _column(ahead, x) * b, ss + ahead, tt)
-        minus = flow_map(x - _column(behind, x) * b, ss - behind, tt)
-    return _norm((plus - minus) / _column(ahead + behind, x))
+    return _norm(_derivative(flow_map, x, ss, tt, b, 1.0, 0.0, eps))
 
 
 def residual_grid(

@@ -1,0 +1,1 @@
+"""The book's benchmark harness (not part of the installed library): ``python -m benchmarks``."""

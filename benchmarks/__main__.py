@@ -1,0 +1,71 @@
+r"""The benchmark: every method of the book, the same CPU-time budget, scored against a baseline and the floor.
+
+Run it from the repository root::
+
+    python -m benchmarks --threads 2  # the full benchmark (about 80 minutes on an idle 2-core CPU)
+    python -m benchmarks --quick      # a seconds-long smoke run (the tests use it)
+    python -m benchmarks --threads 2 --datasets eight_gaussians --merge  # rerun one dataset only
+
+It writes ``book/generated/benchmark.json`` (every number, with the configuration and the machine) and
+``book/generated/benchmark.md`` (the table the book's appendix includes). Training and scoring live in
+:mod:`benchmarks.run`, the table and the targets in :mod:`benchmarks.report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from benchmarks.report import finish, merge, to_markdown
+from benchmarks.run import DATASETS, DISTILLED, FROM_SCRATCH, BenchConfig, run
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument("--budget", type=float, help="training seconds per model (default 90)")
+    parser.add_argument("--methods", nargs="+", choices=sorted(FROM_SCRATCH + DISTILLED))
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS)
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--out", type=Path, default=Path("book") / "generated", help="where to write the results")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the datasets of the existing benchmark.json that this run skips"
+    )
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = BenchConfig.quick() if args.quick else BenchConfig()
+    if args.budget is not None:
+        config.budget = args.budget
+    if args.methods:
+        config.methods = tuple(args.methods)
+    if args.datasets:
+        config.datasets = tuple(args.datasets)
+    previous_file = args.out / "benchmark.json"
+    if args.merge and not previous_file.exists():
+        raise ValueError(f"--merge needs an earlier run in {previous_file}; there is none")
+    partial_file = args.out / "benchmark.partial.json"
+
+    def keep_finished(partial: dict) -> None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        partial_file.write_text(json.dumps(finish(partial), indent=2, default=str))
+
+    # An interrupted run leaves its finished datasets in benchmark.partial.json: copy it over
+    # benchmark.json and run the missing datasets with --merge.
+    result = finish(run(config, on_dataset=keep_finished))
+    partial_file.unlink(missing_ok=True)
+    if args.merge:
+        result = merge(json.loads(previous_file.read_text()), json.loads(json.dumps(result, default=str)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
+    (args.out / "benchmark.md").write_text(to_markdown(result))
+    print(to_markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+r"""Reporting: the benchmark's result as the book's table, its targets, its precision, and merging runs."""
+
+from __future__ import annotations
+
+import math
+
+from benchmarks.run import DATASETS, FROM_SCRATCH
+
+#: The targets for the best from-scratch method: one step within 1.5x of the baseline's 100-step
+#: sliced W2, four steps within 1.0x, and a mean map error of at most 0.05.
+TARGETS = {"one_step_ratio": 1.5, "four_step_ratio": 1.0, "map_error": 0.05}
+
+
+def precision(result: dict) -> dict:
+    """How precise the reported sliced-W2 ratios are: their standard errors relative to the ratio.
+
+    Returns:
+        ``{"median": m, "max": M, "count": n}`` over every finite ratio of every method, dataset
+        and step count.
+    """
+    relative = [
+        entry["sliced_w2"]["ratio_se"] / entry["sliced_w2"]["ratio"]
+        for section in result["datasets"].values()
+        for row in section["methods"].values()
+        for entry in row.get("steps", {}).values()
+        if math.isfinite(entry["sliced_w2"]["ratio"]) and entry["sliced_w2"]["ratio"] > 0
+    ]
+    if not relative:
+        return {"median": None, "max": None, "count": 0}
+    ordered = sorted(relative)
+    return {"median": ordered[len(ordered) // 2], "max": ordered[-1], "count": len(ordered)}
+
+
+def check_targets(result: dict) -> dict:
+    """The :data:`TARGETS` for the best from-scratch method on each dataset (by one-step ratio)."""
+    verdicts = {}
+    for dataset, section in result["datasets"].items():
+        candidates = {m: r for m, r in section["methods"].items() if m in FROM_SCRATCH and "steps" in r}
+        if not candidates:
+            continue
+        best = min(candidates, key=lambda m: candidates[m]["steps"]["1"]["sliced_w2"]["ratio"])
+        row = candidates[best]
+        four = row["steps"].get("4", {}).get("sliced_w2", {}).get("ratio")
+        verdict = {
+            "best_method": best,
+            "one_step_ratio": row["steps"]["1"]["sliced_w2"]["ratio"],
+            "four_step_ratio": four,
+            "map_error": row["map_error"],
+        }
+        verdict["met"] = {
+            "one_step": verdict["one_step_ratio"] <= TARGETS["one_step_ratio"],
+            "four_step": four is not None and four <= TARGETS["four_step_ratio"],
+            "map_error": None if row["map_error"] is None else row["map_error"] <= TARGETS["map_error"],
+        }
+        verdicts[dataset] = verdict
+    return verdicts
+
+
+#: Settings that two runs must share for their datasets to sit in one table.
+MERGE_KEYS = (
+    "budget",
+    "n_eval",
+    "repeats",
+    "renoise_draws",
+    "projections",
+    "energy_points",
+    "steps",
+    "map_times",
+    "map_points",
+    "method_options",
+    "baseline_seeds",
+)
+
+
+def merge(previous: dict, new: dict) -> dict:
+    """Replace the datasets of ``previous`` that ``new`` ran, keeping the others (``--merge``).
+
+    Rerunning one dataset after a change that only concerns it takes half the time of a full run.
+    Both runs must have the same evaluation settings and thread count, or their ratios would not
+    be comparable; the targets and the precision summary are recomputed over the merged datasets.
+
+    Args:
+        previous: an earlier :func:`run` result (``benchmark.json``).
+        new: a later result, usually of fewer datasets.
+
+    Returns:
+        The merged result: ``new``'s datasets, then ``previous``'s others, in :data:`DATASETS` order.
+
+    Raises:
+        ValueError: a setting of :data:`MERGE_KEYS`, the methods or the thread count differ.
+    """
+    for key in (*MERGE_KEYS, "methods"):
+        old_value, new_value = previous["config"].get(key), new["config"].get(key)
+        if old_value != new_value:
+            raise ValueError(f"cannot merge runs whose {key!r} differ: {old_value!r} before, {new_value!r} now")
+    old_threads, new_threads = previous["machine"]["cpu_threads"], new["machine"]["cpu_threads"]
+    if old_threads != new_threads:
+        raise ValueError(
+            f"cannot merge runs on {old_threads} and {new_threads} CPU threads; pass --threads {old_threads}"
+        )
+    sections = {**previous["datasets"], **new["datasets"]}
+    ordered = {name: sections[name] for name in DATASETS if name in sections}
+    merged = {**previous, "config": {**new["config"], "datasets": list(ordered)}, "datasets": ordered}
+    return finish(merged)
+
+
+def _ratio(entry: dict, metric: str) -> str:
+    stats = entry[metric]
+    return f"{stats['ratio']:.2f} ± {stats['ratio_se']:.2f}"
+
+
+def _baseline_runs(base: dict) -> str:
+    """How the reference baseline was chosen among several seeds, e.g. ", the median of 3 seeds (...)"."""
+    runs = base["runs"]
+    if len(runs) < 2:
+        return ", a single training"
+    values = ", ".join(f"{run['sliced_w2']['value']:.4f}" for run in runs)
+    return f", the median of {len(runs)} seeds' baselines (sliced W2 {values}; seed {base['seed']} is the reference)"
+
+
+def _mark(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "not met")
+
+
+def to_markdown(result: dict) -> str:
+    """The benchmark as Markdown tables (one per dataset), as the book's appendix shows it."""
+    config, machine = result["config"], result["machine"]
+    lines = [
+        f"Budget: **{config['budget']:g} s** of training per model on {machine['cpu_threads']} CPU "
+        f"thread{'' if machine['cpu_threads'] == 1 else 's'} "
+        f"(torch {machine['torch']}). Scores are sliced W2 to fresh data as a ratio to the baseline (flow "
+        f"matching, the EMA of its weights, sampled with 100 Heun steps): mean ± standard error over "
+        f"{config['repeats']} paired quasi-random sets of {config['n_eval']:,} points (fresh data and noise); "
+        "lower is better, 1.00 is as good as the baseline.",
+    ]
+    if config["renoise_draws"] > 1:
+        lines[-1] += (
+            f" Consistency models re-noise between steps: their score on each set is the mean over "
+            f"{config['renoise_draws']} re-noise draws."
+        )
+    overrides = config.get("method_options") or {}
+    if overrides:
+        listed = "; ".join(
+            f"{method}: " + ", ".join(f"`{key}={value}`" for key, value in options.items())
+            for method, options in overrides.items()
+        )
+        lines[-1] += f" Options set for this wall-clock budget on top of the engineered defaults: {listed}."
+    spread = result.get("precision", {})
+    if spread.get("count"):
+        lines[-1] += (
+            f" Standard errors of the {spread['count']} ratios: median {100 * spread['median']:.1f}%, "
+            f"largest {100 * spread['max']:.1f}% of the ratio."
+        )
+    lines.append("")
+    steps = [str(k) for k in config["steps"]]
+    for dataset, section in result["datasets"].items():
+        base, floor = section["baseline"], section["floor"]
+        lines += [
+            f"## {dataset.replace('_', ' ')}",
+            "",
+            f"Baseline sliced W2 {base['sliced_w2']['value']:.4f} ± {base['sliced_w2']['se']:.4f} "
+            f"({base['train_steps']:,} training steps; {base['sampling_seconds_per_10k']:.2f} s per 10k samples)"
+            f"{_baseline_runs(base)}; "
+            f"data-vs-data floor {floor['sliced_w2']['value']:.4f} ± {floor['sliced_w2']['se']:.4f} "
+            f"(ratio {floor['sliced_w2']['value'] / base['sliced_w2']['value']:.2f}). "
+            f"Energy distance: baseline {base['energy']['value']:.5f}, floor {floor['energy']['value']:.5f}."
+            + (f" Run on {section['ran']}." if "ran" in section else ""),
+            "",
+        ]
+        step_headers = " | ".join(f"SW, {k} step{'' if k == '1' else 's'}" for k in steps)
+        lines.append(
+            f"| method | setting | train steps | FPE/sample | {step_headers} | energy, 1 step | map error | "
+            "s per 10k (1 step) |"
+        )
+        lines.append("|" + "---|" * (len(steps) + 7))
+        for method, row in section["methods"].items():
+            if "diverged" in row:
+                lines.append(f"| {method} | diverged |" + " |" * (len(steps) + 5))
+                continue
+            cells = " | ".join(_ratio(row["steps"][k], "sliced_w2") for k in steps)
+            map_error = "—" if row["map_error"] is None else f"{row['map_error']:.3f}"
+            lines.append(
+                f"| {method} | {row['setting']} | {row['train_steps']:,} | "
+                f"{row['forward_equivalents_per_sample']:.1f} | {cells} | {_ratio(row['steps'][steps[0]], 'energy')} | "
+                f"{map_error} | {row['sampling_seconds_per_10k']:.3f} |"
+            )
+        lines.append("")
+    lines += [
+        "## Targets (best from-scratch method by its one-step score)",
+        "",
+        "| dataset | method | 1 step (≤ 1.5) | 4 steps (≤ 1.0) | map error (≤ 0.05) |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset, verdict in result.get("targets", {}).items():
+        met = verdict["met"]
+        map_error = "—" if verdict["map_error"] is None else f"{verdict['map_error']:.3f}"
+        four = "—" if verdict["four_step_ratio"] is None else f"{verdict['four_step_ratio']:.2f}"
+        lines.append(
+            f"| {dataset} | {verdict['best_method']} | {verdict['one_step_ratio']:.2f} ({_mark(met['one_step'])}) | "
+            f"{four} ({_mark(met['four_step'])}) | {map_error} ({_mark(met['map_error'])}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def finish(result: dict) -> dict:
+    """``result`` with its targets and precision summary (recomputed from its datasets)."""
+    return {**result, "targets": check_targets(result), "precision": precision(result)}

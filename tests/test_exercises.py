@@ -1,0 +1,95 @@
+"""The exercise checks pass a right answer and fail a wrong one with a hint (answers written independently here)."""
+
+import math
+
+import pytest
+import torch
+
+from flowlib import data, exercises, ode
+
+
+def test_check_stepper_measures_the_order(capsys):
+    exercises.check_stepper(ode.heun_step, expected_order=2)
+    assert "converges with order 2.0" in capsys.readouterr().out
+    exercises.check_stepper(ode.midpoint_step, expected_order=2)
+    exercises.check_stepper(ode.rk4_step, expected_order=4)
+    with pytest.raises(AssertionError, match=r"measured order 1\.\d+, expected 2"):
+        exercises.check_stepper(ode.euler_step, expected_order=2)
+    assert exercises.measured_order(ode.euler_step) == pytest.approx(1.0, abs=0.2)
+    assert exercises.measured_order(ode.rk4_step) == pytest.approx(4.0, abs=0.2)
+
+
+def test_check_stepper_explains_a_stepper_that_returns_nonsense():
+    with pytest.raises(AssertionError, match="finite x_next shaped like x"):
+        exercises.check_stepper(lambda velocity, x, t, h: x * float("nan"), expected_order=1)
+    with pytest.raises(TypeError, match="step must be a callable"):
+        exercises.check_stepper("euler", expected_order=1)
+
+
+def point_mass_velocity(x, t, mu):
+    """Data at one point mu, linear path: x0 = (x - t mu)/(1 - t), so b_t(x) = mu - x0 = (mu - x)/(1 - t)."""
+    return (mu - x) / (1 - t)
+
+
+def test_check_point_mass_velocity(capsys):
+    exercises.check_point_mass_velocity(point_mass_velocity)
+    assert "matches the exact one" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="wrong at t = 0.3"):
+        exercises.check_point_mass_velocity(lambda x, t, mu: mu - x)  # right at t = 0 only
+    with pytest.raises(AssertionError, match="shaped like x"):
+        exercises.check_point_mass_velocity(lambda x, t, mu: (mu - x)[:, :1])
+
+
+def two_modes_velocity(x, t):
+    """The 1D mixture's velocity from its parameters: posterior weights times each component's velocity."""
+    weights, means, variance = torch.tensor([0.4, 0.6]), torch.tensor([-1.5, 1.5]), 0.09
+    weights, means = weights.to(x.dtype), means.to(x.dtype)
+    c = (1 - t) ** 2 + t**2 * variance  # the variance of a component at time t
+    log_w = weights.log() - 0.5 * (x - t * means) ** 2 / c - 0.5 * math.log(c)
+    posterior = torch.softmax(log_w, dim=1)
+    per_component = means + (t * variance - (1 - t)) / c * (x - t * means)
+    return (posterior * per_component).sum(1, keepdim=True)
+
+
+def test_check_mixture_velocity(capsys):
+    exercises.check_mixture_velocity(two_modes_velocity)
+    assert "0.05, 0.5, 0.9 and 0.99" in capsys.readouterr().out
+
+    def prior_weights(x, t):  # forgets that the posterior over components depends on x
+        c = (1 - t) ** 2 + t**2 * 0.09
+        means = torch.tensor([-1.5, 1.5], dtype=x.dtype)
+        per_component = means + (t * 0.09 - (1 - t)) / c * (x - t * means)
+        return (torch.tensor([0.4, 0.6], dtype=x.dtype) * per_component).sum(1, keepdim=True)
+
+    with pytest.raises(AssertionError, match="off by up to .* at t = 0.05"):
+        exercises.check_mixture_velocity(prior_weights)
+    with pytest.raises(AssertionError, match=r"shape \(batch, 1\)"):
+        exercises.check_mixture_velocity(lambda x, t: x[:, 0])
+
+
+def test_check_time_grid(capsys):
+    u = torch.linspace(0, 1, 9, dtype=torch.float64)
+    exercises.check_time_grid(1 - (1 - u) ** 2)  # more steps near the data, where the sharp paths turn
+    assert "8 heun steps" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="your grid has map error"):
+        exercises.check_time_grid((u**2).tolist())  # more steps near the noise: worse than uniform
+    with pytest.raises(AssertionError, match="start at 0 and end at 1"):
+        exercises.check_time_grid([0.1, 0.5, 1.0])
+    with pytest.raises(AssertionError, match="increase strictly"):
+        exercises.check_time_grid([0.0, 0.5, 0.5, 1.0])
+
+
+def test_check_average_velocity(capsys):
+    mix = data.mixture("eight_gaussians")
+
+    def average_velocity(x, s, t):
+        if s == t:
+            return mix.velocity(x, s)
+        return (mix.flow_map(x, s, t) - x) / (t - s)
+
+    exercises.check_average_velocity(average_velocity)
+    assert "matches the oracle" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="wrong for s = 0.3, t = 0.9"):
+        exercises.check_average_velocity(lambda x, s, t: mix.velocity(x, s))  # the tangent is not the average
+    with pytest.raises(AssertionError, match="return the limit"):
+        exercises.check_average_velocity(lambda x, s, t: (mix.flow_map(x, s, t) - x) / (t - s))

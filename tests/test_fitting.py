@@ -1,0 +1,412 @@
+"""``flowlib.fit``: every method runs its own loss from flowlib.losses, checks its options, records how it
+was trained, caches by what defines the run, and lowers its map error on a problem with a known answer."""
+
+import re
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import pytest
+import torch
+
+import flowlib
+from flowlib import data, fitting, losses, metrics, nets, sampling, times, train
+from flowlib.exact import GaussianMixture
+from flowlib.flowmap import KINDS, FlowMap, VelocityModel
+
+#: The smallest sensible run: every test that only needs fit to run uses it.
+TINY = dict(width=16, depth=1, batch_size=32, pool_size=500)
+EIGHT = data.mixture("eight_gaussians")
+TEACHER = EIGHT.velocity
+
+
+def teacher_for(method: str):
+    return TEACHER if fitting.METHODS[method].teacher != "none" else None
+
+
+def draw(model, noise, steps=2):
+    """Samples of any fitted model (a consistency model re-noises from a seeded generator)."""
+    extra = {"generator": torch.Generator().manual_seed(0)} if model.kind == "consistency" else {}
+    return sampling.sample(model, noise, steps, **extra)
+
+
+def tiny_fit(method, data_="eight_gaussians", train_steps=3, **overrides):
+    kwargs = dict(teacher=teacher_for(method), cache=False, progress=False, device="cpu", **TINY)
+    kwargs.update(overrides)
+    return flowlib.fit(method, data_, train_steps, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def profiled_fits():
+    """Fit every method once (tiny), recording the code of every Python function each fit ran."""
+    fits = {}
+    for method in flowlib.METHODS:
+        ran = set()
+
+        def profile(frame, event, arg, ran=ran):
+            if event == "call":
+                ran.add(frame.f_code)
+
+        sys.setprofile(profile)
+        try:
+            model = tiny_fit(method)
+        finally:
+            sys.setprofile(None)
+        fits[method] = (model, ran)
+    return fits
+
+
+# ----------------------------------------------------------------------------- the table of methods
+def test_the_package_exports_fit_the_table_and_its_version():
+    assert set(flowlib.__all__) == {"METHODS", "fit", "__version__"}
+    assert flowlib.fit is fitting.fit and flowlib.METHODS is fitting.METHODS
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert flowlib.__version__ == re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+
+
+def test_every_method_is_a_consistent_record():
+    assert len(flowlib.METHODS) == 12
+    known = {f.name for f in fields(fitting.FitOptions)}
+    for name, method in flowlib.METHODS.items():
+        assert callable(getattr(losses, name, None)), f"{name}: no function flowlib.losses.{name}"
+        assert method.kind in KINDS and method.diagonal in ("split", "inside"), name
+        assert method.teacher in ("none", "velocity", "velocity_or_map"), name
+        assert set(method.options) <= known, name
+        assert set(method.defaults) <= set(method.options) | set(fitting.COMMON_OPTIONS), name
+        assert all(reason.strip() for _, reason in method.defaults.values()), f"{name}: a default without a reason"
+        assert method.cost >= 3 and method.chapter in range(2, 11), name
+    assert [m for m, spec in flowlib.METHODS.items() if spec.kind == "velocity"] == ["flow_matching"]
+    assert {m for m, spec in flowlib.METHODS.items() if spec.kind == "consistency"} == {
+        "consistency_distillation",
+        "consistency_training",
+    }
+
+
+# ----------------------------------------------------------------------------- every method, tiny
+@pytest.mark.parametrize("method", list(flowlib.METHODS))
+def test_every_method_runs_its_own_loss_function(method, profiled_fits):
+    """fit trains with the very function of flowlib.losses that the chapters print."""
+    _, ran = profiled_fits[method]
+    assert getattr(losses, method).__code__ in ran, f"fit({method!r}) never called flowlib.losses.{method}"
+    if flowlib.METHODS[method].diagonal == "split":  # the tangent condition on the diagonal pairs
+        assert losses.diagonal.__code__ in ran
+    if method == "shortcut":
+        assert losses.psd.__code__ in ran  # the shortcut loss is PSD's midpoint rule
+    others = {getattr(losses, m).__code__ for m in flowlib.METHODS if m not in (method, "psd")}
+    assert not others & ran, f"fit({method!r}) also ran another method's loss"
+
+
+@pytest.mark.parametrize("method", list(flowlib.METHODS))
+def test_fit_returns_the_model_its_method_trains_with_its_record(method, profiled_fits):
+    model, _ = profiled_fits[method]
+    spec = flowlib.METHODS[method]
+    if method == "flow_matching":
+        assert isinstance(model, VelocityModel) and model.kind == "velocity"
+    else:
+        assert isinstance(model, FlowMap) and model.kind == spec.kind
+    assert not model.training
+    record = model.record
+    assert isinstance(record, fitting.FitRecord) and record.method == method
+    assert record.steps == 3 and len(record.losses) == 3 and record.seconds > 0
+    assert all(torch.isfinite(torch.tensor(record.losses)))
+    assert record.result.from_cache is False and record.result.cache_file is None
+    assert record.options == fitting.resolve_options(method, TINY)
+    assert str(record).startswith(f"{method}: trained: 3 steps")
+    samples = draw(model, torch.randn(16, 2))
+    assert samples.shape == (16, 2) and torch.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("method", list(flowlib.METHODS))
+def test_defaults_are_what_fit_resolves(method, profiled_fits):
+    model, _ = profiled_fits[method]
+    spec = flowlib.METHODS[method]
+    defaults = fitting.defaults(method)
+    assert set(defaults) == set(fitting.COMMON_OPTIONS) | set(spec.options)
+    for name, default in spec.defaults.items():
+        assert defaults[name] == default.value
+    resolved = asdict(fitting.resolve_options(method, {}))
+    assert {k: resolved[k] for k in defaults} == defaults
+    for name, value in defaults.items():  # every option the caller left alone has its default
+        if name not in TINY:
+            assert getattr(model.record.options, name) == value, name
+    override = {"lr": 5e-4}
+    assert fitting.resolve_options(method, override).lr == 5e-4
+
+
+def test_psd_defaults_apply_unless_the_caller_overrides_them():
+    psd = flowlib.METHODS["psd"].defaults
+    assert fitting.defaults("psd")["diagonal_fraction"] == psd["diagonal_fraction"].value
+    assert fitting.resolve_options("psd", {"diagonal_fraction": 0.1}).diagonal_fraction == 0.1
+    assert fitting.resolve_options("psd", {}).diagonal_target == "posterior"
+    assert fitting.resolve_options("lmd", {}).diagonal_target == "teacher"
+    assert fitting.resolve_options("lsd", {}).diagonal_target == "conditional"
+
+
+def test_the_diagonal_warmup_trains_the_velocity_alone_first():
+    ran = set()
+    sys.setprofile(lambda frame, event, arg: ran.add(frame.f_code) if event == "call" else None)
+    try:
+        model = tiny_fit("lsd", diagonal_warmup=1.0)
+    finally:
+        sys.setprofile(None)
+    assert model.record.options.diagonal_warmup == 1.0
+    assert losses.diagonal.__code__ in ran and losses.lsd.__code__ not in ran
+
+
+# ----------------------------------------------------------------------------- options are checked at call time
+def test_an_unknown_option_is_a_type_error_that_lists_the_valid_ones():
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['space_features'\]; valid options are \[.*'width'"):
+        flowlib.fit("psd", "moons", space_features=8)
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['steps'\]"):
+        flowlib.fit("psd", "moons", steps=10)  # the training length is train_steps
+    for removed in ("logit_mean", "max_gap", "weighting", "teacher_mode", "space_scale", "adaptive_p"):
+        with pytest.raises(TypeError, match="unknown option"):
+            flowlib.fit("lsd", "moons", **{removed: 1})
+
+
+def test_an_option_the_method_does_not_read_names_the_methods_that_do():
+    with pytest.raises(
+        ValueError, match=r"method 'flow_matching' does not use option 'psd_jumps'; it is read by \['psd'\]"
+    ):
+        flowlib.fit("flow_matching", "moons", psd_jumps=4)
+    with pytest.raises(ValueError, match=r"'teacher_steps'; it is read by \['progressive'\]"):
+        flowlib.fit("lsd", "moons", teacher_steps=4)
+    with pytest.raises(ValueError, match="does not use option 'diagonal_target'"):
+        flowlib.fit("meanflow", "moons", diagonal_target="posterior")
+    assert fitting.users("psd_jumps") == ["psd"]
+    assert fitting.users("width") == list(flowlib.METHODS)
+    assert set(fitting.users("diagonal_target")) == {"lmd", "emd", "progressive", "lsd", "esd", "psd", "shortcut"}
+    assert fitting.users("target_decay") == ["consistency_distillation", "consistency_training"]
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "error", "message"),
+    [
+        ("psd", {"diagonal_weight": 0.0}, ValueError, "diagonal_weight must be a finite number > 0"),
+        ("psd", {"psd_jumps": 1}, ValueError, "psd_jumps must be >= 2"),
+        ("psd", {"diagonal_target": "exact"}, ValueError, "unknown diagonal_target 'exact'"),
+        ("psd", {"diagonal_target": "teacher"}, ValueError, "needs a method with a teacher: lmd, emd"),
+        ("psd", {"diagonal_fraction": 1.5}, ValueError, r"diagonal_fraction must be in \[0, 1\]"),
+        ("psd", {"pair_sampling": "sobol"}, ValueError, "unknown pair_sampling"),
+        ("lsd", {"ema_decay": 1.0}, ValueError, "ema_decay must be in"),
+        ("lsd", {"width": 16.0}, TypeError, "width must be an int"),
+        ("lsd", {"schedule": "step"}, ValueError, "unknown schedule"),
+        ("consistency_training", {"target_decay": 1.0}, ValueError, "target_decay must be in"),
+        ("flow_matching", {"time_distribution": "beta"}, ValueError, "unknown time_distribution"),
+    ],
+)
+def test_bad_option_values_are_refused_before_training(method, options, error, message):
+    with pytest.raises(error, match=message):
+        flowlib.fit(method, "moons", **options)
+
+
+def test_bad_calls():
+    with pytest.raises(ValueError, match=r"unknown method 'sd'; valid values are \['consistency_distillation'"):
+        flowlib.fit("sd", "moons")
+    with pytest.raises(ValueError, match="train_steps must be >= 1"):
+        flowlib.fit("psd", "moons", 0)
+    with pytest.raises(TypeError, match="train_steps must be an int"):
+        flowlib.fit("psd", "moons", 2.5)
+    with pytest.raises(ValueError, match="method 'lmd' distils a teacher"):
+        flowlib.fit("lmd", "moons")
+    with pytest.raises(ValueError, match=r"method 'psd' learns without a teacher; teacher is for \['lmd'"):
+        flowlib.fit("psd", "moons", teacher=TEACHER)
+    with pytest.raises(TypeError, match="teacher must be callable"):
+        flowlib.fit("lmd", "moons", teacher="exact")
+    with pytest.raises(TypeError, match="data must be a dataset name, a GaussianMixture, or a tensor"):
+        tiny_fit("psd", data_=[[0.0, 1.0]])
+    with pytest.raises(ValueError, match="unknown mixture name"):
+        tiny_fit("psd", data_="nine_gaussians")
+    with pytest.raises(ValueError, match="data contains NaN"):
+        tiny_fit("psd", data_=torch.full((10, 2), float("nan")))
+
+
+# ----------------------------------------------------------------------------- what fit trains on
+@pytest.mark.parametrize("method", ["flow_matching", "psd", "meanflow", "consistency_training"])
+def test_fit_on_images_returns_a_model_for_images(method):
+    images = torch.randn(300, 1, 8, 8, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    model = tiny_fit(method, data_=images, pool_size=300)
+    noise = torch.randn(5, 1, 8, 8)
+    samples = draw(model, noise)
+    assert samples.shape == (5, 1, 8, 8) and torch.isfinite(samples).all()
+    assert model.net.dim == 64
+
+
+@pytest.mark.parametrize(
+    ("method", "diagonal_weight", "psd_jumps"), [("psd", 1.0, 2), ("psd", 0.3, 4), ("shortcut", 0.3, 0)]
+)
+def test_the_first_loss_is_the_documented_batch_loss(method, diagonal_weight, psd_jumps):
+    """The module's recipe, rebuilt from public pieces: draw x1, x0 and the pairs with their mask; regress
+    v_{s,s} on the conditional velocity on the diagonal and the jumps elsewhere; weight the diagonal; average."""
+    pool = 2 * torch.randn(500, 2, generator=torch.Generator().manual_seed(1))
+    options = dict(diagonal_warmup=0.0, diagonal_weight=diagonal_weight, diagonal_target="conditional", batch_size=64)
+    if psd_jumps:
+        options["psd_jumps"] = psd_jumps
+    model = tiny_fit(method, data_=pool, train_steps=1, seed=5, **options)
+    o = model.record.options
+
+    torch.manual_seed(5)  # the seed makes the initial weights ...
+    initial = FlowMap(nets.MLP(2, o.width, o.depth, n_times=2, n_frequencies=o.time_frequencies, gap=o.gap))
+    generator = torch.Generator().manual_seed(5)  # ... and every draw
+    x1 = train.draw(pool, o.batch_size, generator)
+    x0 = torch.randn(x1.shape, generator=generator)
+    if method == "psd":
+        grid_share = {"uniform": 0.0, "mixed": 0.5, "grid": 1.0}[o.pair_sampling]
+        s, t, on_diagonal = times.sample_pairs(
+            o.batch_size, generator, o.time_distribution, o.diagonal_fraction, grid_share, o.grid_levels,
+            o.backward_fraction,
+        )  # fmt: skip
+    else:
+        s, t, on_diagonal = times.sample_dyadic_pairs(
+            o.batch_size, generator, o.diagonal_fraction, o.shortcut_levels, o.time_distribution
+        )
+    xs = (1 - s)[:, None] * x0 + s[:, None] * x1
+
+    def batch_loss(jumps):
+        per_sample = losses.psd(
+            initial, initial, xs, s, t, jumps=jumps, on_diagonal=on_diagonal, velocity_target=x1 - x0, reduction="none"
+        ).detach()
+        return float(torch.where(on_diagonal, diagonal_weight * per_sample, per_sample).mean()), per_sample
+
+    expected, per_sample = batch_loss(o.psd_jumps)
+    assert model.record.losses[0] == pytest.approx(expected, rel=1e-5)
+    # the jumps' part is far from negligible at this tolerance
+    assert float(per_sample[~on_diagonal].mean()) * (~on_diagonal).float().mean() > 1e-3 * expected
+    if method == "psd":  # the option reaches the loss: the other number of jumps gives another loss
+        assert model.record.losses[0] != pytest.approx(batch_loss(6 - o.psd_jumps)[0], rel=1e-5)
+
+
+def test_the_posterior_target_lowers_the_diagonals_first_loss():
+    """On the same first batch, the posterior average of the pair velocities is a less noisy target than one pair's."""
+    first = {}
+    for target in ("posterior", "conditional"):
+        model = tiny_fit("psd", train_steps=1, diagonal_target=target, diagonal_warmup=1.0, batch_size=256)
+        assert model.record.options.diagonal_target == target
+        first[target] = model.record.losses[0]
+    assert first["posterior"] < 0.8 * first["conditional"]
+
+
+def test_a_teacher_can_be_a_function_a_trained_velocity_or_a_flow_map():
+    velocity = tiny_fit("flow_matching")
+    for_lmd = tiny_fit("lmd", teacher=velocity)
+    assert for_lmd.record.method == "lmd" and torch.isfinite(torch.tensor(for_lmd.record.losses)).all()
+    flow_map = tiny_fit("psd")
+    progressive = tiny_fit("progressive", teacher=flow_map)
+    assert torch.isfinite(torch.tensor(progressive.record.losses)).all()
+    distilled = tiny_fit("consistency_distillation", teacher=flow_map)  # a flow map teaches with its diagonal
+    assert distilled.kind == "consistency"
+
+
+def test_nan_guard_names_the_method_and_the_step():
+    huge = torch.randn(100, 2, generator=torch.Generator().manual_seed(0)) * 1e30  # finite, but its square is not
+    with pytest.raises(FloatingPointError, match=r"training flow_matching: the loss is (inf|nan) at step 0 of 5"):
+        tiny_fit("flow_matching", data_=huge, train_steps=5, pool_size=100)
+    with pytest.raises(FloatingPointError, match=r"training mine: .* Lower the learning rate \(now 0.002\)"):
+        tiny_fit("lsd", data_=huge, train_steps=5, pool_size=100, name="mine")
+
+
+# ----------------------------------------------------------------------------- the cache
+def test_a_second_identical_fit_loads_from_the_cache_without_running_the_loss(monkeypatch):
+    first = tiny_fit("psd", cache=True)
+    assert not first.record.result.from_cache and first.record.result.cache_file.exists()
+    assert first.record.result.cache_file.name.startswith("psd-")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    # the key holds the method, its options, the data, the teacher, the loop and CACHE_FORMAT, not the
+    # library's source: replacing the loss function's code does not change it
+    monkeypatch.setattr(losses, "psd", must_not_run)
+    second = tiny_fit("psd", cache=True)
+    assert second.record.result.from_cache
+    assert second.record.result.cache_file == first.record.result.cache_file
+    assert second.record.losses == pytest.approx(first.record.losses)
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # a change of what defines the run trains afresh (and so runs the loss)
+    for changed in ({"seed": 1}, {"lr": 1e-3}, {"data_": "moons"}, {"train_steps": 4}, {"diagonal_fraction": 0.4}):
+        with pytest.raises(AssertionError, match="trained again"):
+            tiny_fit("psd", cache=True, **changed)
+    monkeypatch.setattr(train, "CACHE_FORMAT", train.CACHE_FORMAT + 1)
+    with pytest.raises(AssertionError, match="trained again"):
+        tiny_fit("psd", cache=True)
+
+
+def test_the_cache_key_holds_the_teacher_and_the_data_tensor():
+    first = tiny_fit("lmd", cache=True, name="key")
+    assert tiny_fit("lmd", cache=True, name="key").record.result.from_cache
+    other_teacher = GaussianMixture(EIGHT.weights, EIGHT.means + 0.1, EIGHT.covs).velocity
+    assert not tiny_fit("lmd", cache=True, name="key", teacher=other_teacher).record.result.from_cache
+    pool = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    assert not tiny_fit("psd", data_=pool, cache=True, pool_size=200).record.result.from_cache
+    assert tiny_fit("psd", data_=pool.clone(), cache=True, pool_size=200).record.result.from_cache
+    assert not tiny_fit("psd", data_=pool + 1e-3, cache=True, pool_size=200).record.result.from_cache
+    assert first.record.result.cache_file.name.startswith("key-")
+
+
+# ----------------------------------------------------------------------------- devices
+@pytest.mark.parametrize("method", ["psd", "flow_matching"])
+def test_fit_trains_on_the_requested_device_and_samples_from_cpu_noise(method, device):
+    model = flowlib.fit(method, "moons", 3, cache=False, progress=False, device=device, **TINY)
+    assert all(p.device.type == device.type for p in model.parameters())
+    noise = torch.randn(32, 2)
+    samples = sampling.sample(model, noise, 2)
+    assert samples.device == noise.device and samples.dtype == noise.dtype and torch.isfinite(samples).all()
+
+
+def test_a_cached_fit_loads_on_any_device(device):
+    """The cache key does not hold the device: weights trained on the CPU load where the caller asks."""
+    first = tiny_fit("psd", cache=True)
+    again = flowlib.fit("psd", "eight_gaussians", 3, cache=True, progress=False, device=device, **TINY)
+    assert again.record.result.from_cache
+    assert all(p.device.type == device.type for p in again.parameters())
+    for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b.cpu())
+
+
+def test_max_seconds_bounds_the_training_time():
+    model = tiny_fit("lsd", train_steps=1_000_000, max_seconds=0.3)
+    assert 0 < model.record.steps < 1_000_000 and len(model.record.losses) == model.record.steps
+
+
+def test_fit_trains_where_flowlib_device_says_by_default(monkeypatch):
+    monkeypatch.setenv("FLOWLIB_DEVICE", "cpu")
+    model = flowlib.fit("psd", "moons", 2, cache=False, progress=False, **TINY)
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    monkeypatch.setenv("FLOWLIB_DEVICE", "abacus")
+    with pytest.raises(ValueError, match="FLOWLIB_DEVICE='abacus' is not a torch device"):
+        flowlib.fit("psd", "moons", 2, cache=False, progress=False, **TINY)
+
+
+# ----------------------------------------------------------------------------- training sanity
+SINGLE = GaussianMixture([1.0], [[2.0, 1.0]], (0.09 * torch.eye(2))[None])
+
+
+@pytest.mark.parametrize("method", list(flowlib.METHODS))
+def test_every_method_lowers_its_map_error_against_the_oracle(method):
+    """A tiny problem whose flow map is affine (one Gaussian); 100 steps, each fit capped at 20 s."""
+    spec = flowlib.METHODS[method]
+    teacher = SINGLE.velocity if spec.teacher != "none" else None
+    kwargs = dict(teacher=teacher, progress=False, cache=False, device="cpu", width=32, depth=2, batch_size=128,
+                  pool_size=5000, ema_decay=None)  # fmt: skip
+    model = flowlib.fit(method, SINGLE, 100, seed=1, max_seconds=20.0, **kwargs)
+    untrained = flowlib.fit(method, SINGLE, 1, seed=1, **kwargs)
+    result = model.record
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    # Objectives whose target does not depend on the model (a fixed teacher, or flow matching) must lower
+    # their loss. Self-distillation, MeanFlow and consistency targets move with the model, so their loss need
+    # not fall; for every method the one-step jump to the data must move towards the exact one.
+    if spec.teacher != "none" or method == "flow_matching":
+        first, last = torch.tensor(result.losses[:20]).mean(), torch.tensor(result.losses[-20:]).mean()
+        assert last < first, f"{method}: the loss did not decrease ({first:.4g} -> {last:.4g})"
+    # consistency models learn X_{s,1} backwards from the boundary X_{1,1} = id: score them from s = 0.75
+    start = 0.75 if spec.kind == "consistency" else 0.0
+    x = SINGLE.sample_marginal(2000, start, seed=5)
+    exact_end = SINGLE.flow_map(x, start, 1.0)
+    one_step = torch.tensor([start, 1.0])  # one jump, or one Heun step of a velocity
+
+    def error(m):
+        return metrics.map_error(sampling.sample(m, x, one_step), exact_end)
+
+    before, after = error(untrained), error(model)
+    assert after < 0.9 * before, f"{method}: map error of one step from {start} to 1: {before:.3f} -> {after:.3f}"

@@ -1,0 +1,62 @@
+import math
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from flowlib import viz  # noqa: E402
+from flowlib.exact import LinearField  # noqa: E402
+
+
+def test_style_uses_the_colour_blind_safe_palette():
+    viz.use_style()
+    colours = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+    assert colours[:3] == viz.PALETTE[:3]
+
+
+def test_animation_is_bounded_and_self_contained():
+    field = LinearField.rotation(0.5)
+    x = torch.randn(50, 2, dtype=torch.float64)
+    times = torch.linspace(0, 1, 31, dtype=torch.float64)
+    path = torch.stack([field.flow_map(x, 0.0, float(t)) for t in times])
+    html = viz.animate_points(path, times, n_frames=12)
+    assert "<script" in html and "https://" not in html and "http://" not in html
+    frames = re.findall(r'frames\[(\d+)\] = "(data:image/png;base64,[^"]+)"', html)
+    assert [int(k) for k, _ in frames] == list(range(12))  # exactly the 12 frames asked for, embedded
+    assert len({image for _, image in frames}) == 12  # the points move: every frame differs
+    fig, _ = plt.subplots()
+    with pytest.raises(ValueError, match="max_frames"):
+        viz.animation_html(fig, lambda k: None, n_frames=500)
+    with pytest.raises(ValueError, match="path must be"):
+        viz.animate_points(path[:, :, :1], times)
+
+
+def test_plot_helpers_draw_on_axes():
+    fig, ax = plt.subplots()
+    field = LinearField.shear(1.0)
+    viz.quiver(ax, field.velocity, 0.0, lim=2, n=5)
+    viz.warped_grid(ax, lambda p: field.flow_map(p, 0.0, 1.0), n_lines=3, resolution=10)
+    viz.scatter(ax, torch.randn(10, 2))
+    viz.square(ax, 2, "title")
+    assert len(ax.lines) == 6 and len(ax.collections) == 2
+    assert ax.get_title() == "title" and ax.get_xlim() == (-2, 2)
+    plt.close(fig)
+
+
+def test_time_pair_map_and_quality_plot_draw_what_they_are_given():
+    values = torch.tensor([[float("nan"), 0.5], [float("nan"), float("nan")]])
+    fig, axes = plt.subplots(1, 2)
+    image = viz.time_pair_map(axes[0], values, "title", log=True)
+    shown = image.get_array()
+    assert shown.shape == (2, 2) and math.isclose(float(shown[1, 0]), math.log10(0.5), rel_tol=1e-6)
+    with pytest.raises(ValueError, match="square"):
+        viz.time_pair_map(axes[0], torch.zeros(2, 3))
+    viz.plot_quality_by_steps(axes[1], {"a": {1: 0.3, 4: 0.1}}, baseline=0.05, floor=0.01)
+    assert len(axes[1].lines) == 3
+    assert list(axes[1].lines[0].get_xdata()) == [1, 4] and list(axes[1].lines[0].get_ydata()) == [0.3, 0.1]
+    plt.close(fig)
