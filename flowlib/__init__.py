@@ -2,12 +2,13 @@ r"""flowlib: the small shared library of the Flow Maps book.
 
 Modules in the book's order (each imports only modules above it):
 
-* :mod:`flowlib.chapter` — a chapter's set-up: seeds, device, smoke mode, cache folder
 * :mod:`flowlib.progress` — the one text progress bar
-* :mod:`flowlib.data` — toy samplers, Gaussian mixtures with known parameters, digits
+* :mod:`flowlib.viz` — the book's figure style, plots and animations
+* :mod:`flowlib.chapter` — a chapter's set-up: seeds, device, smoke mode, cache folder
+* :mod:`flowlib.ode` — Euler, midpoint, Heun and RK4 steps with one signature (chapters 1, 3)
 * :mod:`flowlib.interpolants` — :math:`I_t = \alpha_t x_0 + \beta_t x_1` (chapter 2)
 * :mod:`flowlib.exact` — exact velocity, denoiser and flow map: the oracle (chapters 1, 2, 4)
-* :mod:`flowlib.ode` — Euler, midpoint, Heun and RK4 steps with one signature (chapters 1, 3)
+* :mod:`flowlib.data` — toy samplers, Gaussian mixtures with known parameters, digits
 * :mod:`flowlib.nets` — small networks that take x and one or two times
 * :mod:`flowlib.flowmap` — a velocity model, and the flow map :math:`X_{s,t}(x) = x + (t - s) v_{s,t}(x)`
 * :mod:`flowlib.sampling` — ``sample(model, x, steps)`` for every kind of model (chapters 3, 4, 9)
@@ -18,7 +19,6 @@ Modules in the book's order (each imports only modules above it):
 * :mod:`flowlib.fitting` — :func:`flowlib.fit`: a table of the objectives over :mod:`flowlib.losses` (chapters 5-10)
 * :mod:`flowlib.metrics` — sliced/exact W2, energy distance, map error, the data-vs-data floor
 * :mod:`flowlib.profiling` — what a training step keeps in memory (chapter 10)
-* :mod:`flowlib.viz` — the book's figure style, plots and animations
 * :mod:`flowlib.explorer` — the self-contained HTML path explorer (chapter 4)
 * :mod:`flowlib.exercises` — the checks behind the chapters' exercises
 

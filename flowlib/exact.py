@@ -150,7 +150,7 @@ class GaussianMixture:
     def _posterior(self, x: torch.Tensor, t: TimeLike, name: str = "t") -> dict[str, torch.Tensor]:
         """Per-component quantities at ``(x, t)`` in each component's eigenbasis."""
         as_points(x, "x", dim=self.dim)
-        x64 = x.reshape(x.shape[0], -1).to(torch.float64)  # images are flattened to (B, d)
+        x64 = x.reshape(x.shape[0], self.dim).to(torch.float64)  # images are flattened to (B, d)
         p = self._parameters_on(x64.device)
         tt = as_times(t, name, x.shape[0], like=x64)
         a = self.interpolant.alpha(tt)[:, None, None]

@@ -519,6 +519,8 @@ def _fingerprint(obj: object) -> str:
         digest.update(obj.interpolant.name.encode())
     elif inspect.ismethod(obj):
         digest.update(_fingerprint(obj.__self__).encode() + obj.__name__.encode())
+    elif hasattr(obj, "__wrapped__"):  # e.g. nets.detached(network): what it wraps
+        digest.update(b"wrapped" + _fingerprint(obj.__wrapped__).encode())
     else:  # a function the reader wrote: its source
         try:
             digest.update(inspect.getsource(obj).encode())
@@ -548,9 +550,10 @@ def _draw_batch(
     xs = path(x0, x1, s)
     target = None
     if spec.needs_velocity_target:
-        if o.diagonal_target == "teacher":
+        if o.diagonal_target == "teacher":  # the teacher is asked on the diagonal only: it may be expensive
+            target = torch.zeros_like(xs)
             with torch.no_grad():
-                target = context.teacher(xs, s).to(xs.dtype)
+                target[on_diagonal] = context.teacher(xs[on_diagonal], s[on_diagonal]).to(xs.dtype)
         elif o.diagonal_target == "posterior":
             d = on_diagonal
             references = train.draw(pool, o.posterior_references, generator) if o.posterior_references else pool[:0]

@@ -64,8 +64,7 @@ def sliced_w2(a: torch.Tensor, b: torch.Tensor, n_projections: int = 512, seed: 
     generator = torch.Generator().manual_seed(seed)
     theta = torch.randn(a2.shape[1], n_projections, dtype=torch.float64, generator=generator)
     theta = theta / theta.norm(dim=0, keepdim=True)
-    # One row per direction, sorted along the row: sorting a contiguous last dimension was five times
-    # faster here than sorting the columns of the (n, n_projections) product (20 000 points, 512 directions).
+    # one row per direction, sorted along the row: a contiguous sort is several times faster than a column sort
     pa = (theta.T @ a2.T).sort(dim=1).values
     pb = (theta.T @ b2.T).sort(dim=1).values
     m = max(pa.shape[1], pb.shape[1])

@@ -140,7 +140,7 @@ def detached(model: nn.Module, method: Callable | None = None) -> Callable[..., 
         method: what to call (default: ``model`` itself), e.g. ``flow_map.velocity``.
 
     Returns:
-        ``fn(x, *times)`` with ``x`` of shape ``(batch, ...)``.
+        ``fn(x, *times)`` with ``x`` of shape ``(batch, ...)``; ``fn.__wrapped__`` is what it calls.
     """
     target = model if method is None else method
     dtype, device = placement(model)
@@ -153,4 +153,5 @@ def detached(model: nn.Module, method: Callable | None = None) -> Callable[..., 
             out = target(x.to(device=device, dtype=dtype), *(cast(t) for t in times))
         return out.to(device=x.device, dtype=x.dtype)
 
+    call.__wrapped__ = target  # what it wraps (functools' convention), so a cache key can name the network
     return call

@@ -234,6 +234,14 @@ def test_image_shaped_points_give_the_same_answers_as_flat_ones():
         mix.velocity(torch.zeros(2, 1, 3, 3), 0.5)
 
 
+def test_an_empty_batch_gives_an_empty_answer():
+    """fit asks a teacher about the diagonal rows of a batch only, which may be none."""
+    mix = data.mixture("eight_gaussians")
+    empty = torch.zeros(0, 2, dtype=torch.float64)
+    assert mix.velocity(empty, torch.zeros(0, dtype=torch.float64)).shape == (0, 2)
+    assert mix.denoiser(empty, 0.5).shape == (0, 2)
+
+
 def test_velocity_and_flow_map_run_on_the_points_device_in_their_dtype(device):
     mix = mixture("three_ellipses")
     x = points(32).to(device)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from flowlib import data, exercises, ode
+from flowlib.exact import LinearField
 
 
 def test_check_stepper_measures_the_order(capsys):
@@ -17,6 +18,22 @@ def test_check_stepper_measures_the_order(capsys):
         exercises.check_stepper(ode.euler_step, expected_order=2)
     assert exercises.measured_order(ode.euler_step) == pytest.approx(1.0, abs=0.2)
     assert exercises.measured_order(ode.rk4_step) == pytest.approx(4.0, abs=0.2)
+
+
+def test_check_stepper_catches_a_slope_taken_at_the_wrong_time():
+    """Chapter 1's planted bug: Heun's second slope evaluated at t instead of t + h is first order, and the
+    default test field depends on time, so the check sees it (on an autonomous field it could not)."""
+
+    def heun_with_a_stale_time(velocity, x, t, h):
+        k1 = velocity(x, t)
+        k2 = velocity(x + h * k1, t)
+        return x + 0.5 * h * (k1 + k2)
+
+    with pytest.raises(AssertionError, match=r"measured order \d\.\d+, expected 2"):
+        exercises.check_stepper(heun_with_a_stale_time, expected_order=2)
+    assert exercises.measured_order(heun_with_a_stale_time) < 1.5
+    rotation = LinearField.rotation(0.5)  # autonomous: the stale time cannot show
+    assert exercises.measured_order(heun_with_a_stale_time, rotation) == pytest.approx(2.0, abs=0.2)
 
 
 def test_check_stepper_explains_a_stepper_that_returns_nonsense():

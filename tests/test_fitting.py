@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import flowlib
-from flowlib import data, fitting, losses, metrics, nets, sampling, times, train
+from flowlib import data, fitting, losses, metrics, nets, sampling, train
 from flowlib.exact import GaussianMixture
 from flowlib.flowmap import KINDS, FlowMap, VelocityModel
 
@@ -233,47 +233,38 @@ def test_fit_on_images_returns_a_model_for_images(method):
 
 
 @pytest.mark.parametrize(
-    ("method", "diagonal_weight", "psd_jumps"), [("psd", 1.0, 2), ("psd", 0.3, 4), ("shortcut", 0.3, 0)]
+    ("method", "diagonal_weight", "psd_jumps"), [("psd", 1.0, 2), ("psd", 0.3, 4), ("shortcut", 0.3, None)]
 )
-def test_the_first_loss_is_the_documented_batch_loss(method, diagonal_weight, psd_jumps):
-    """The module's recipe, rebuilt from public pieces: draw x1, x0 and the pairs with their mask; regress
-    v_{s,s} on the conditional velocity on the diagonal and the jumps elsewhere; weight the diagonal; average."""
-    pool = 2 * torch.randn(500, 2, generator=torch.Generator().manual_seed(1))
-    options = dict(diagonal_warmup=0.0, diagonal_weight=diagonal_weight, diagonal_target="conditional", batch_size=64)
-    if psd_jumps:
+def test_each_step_is_the_weighted_mean_of_what_the_documented_loss_returns(
+    monkeypatch, method, diagonal_weight, psd_jumps
+):
+    """The recipe of fit's step, observed through losses.psd itself (the shortcut model calls it too): the loss
+    of every step is the mean of the per-sample losses it returned, the diagonal's weighted by diagonal_weight;
+    the batch's diagonal pairs have s = t and their target is given; the psd_jumps option reaches the call."""
+    calls = []
+    original = losses.psd
+
+    def spy(model, teacher, x, s, t, u=None, *, jumps=2, on_diagonal=None, velocity_target=None, reduction="mean"):
+        per_sample = original(model, teacher, x, s, t, u, jumps=jumps, on_diagonal=on_diagonal,
+                              velocity_target=velocity_target, reduction=reduction)  # fmt: skip
+        calls.append(dict(per_sample=per_sample.detach(), on_diagonal=on_diagonal, s=s, t=t, jumps=jumps,
+                          reduction=reduction, target=velocity_target))  # fmt: skip
+        return per_sample
+
+    monkeypatch.setattr(losses, "psd", spy)
+    options = dict(diagonal_warmup=0.0, diagonal_weight=diagonal_weight, batch_size=64)
+    if psd_jumps is not None:
         options["psd_jumps"] = psd_jumps
-    model = tiny_fit(method, data_=pool, train_steps=1, seed=5, **options)
-    o = model.record.options
-
-    torch.manual_seed(5)  # the seed makes the initial weights ...
-    initial = FlowMap(nets.MLP(2, o.width, o.depth, n_times=2, n_frequencies=o.time_frequencies, gap=o.gap))
-    generator = torch.Generator().manual_seed(5)  # ... and every draw
-    x1 = train.draw(pool, o.batch_size, generator)
-    x0 = torch.randn(x1.shape, generator=generator)
-    if method == "psd":
-        grid_share = {"uniform": 0.0, "mixed": 0.5, "grid": 1.0}[o.pair_sampling]
-        s, t, on_diagonal = times.sample_pairs(
-            o.batch_size, generator, o.time_distribution, o.diagonal_fraction, grid_share, o.grid_levels,
-            o.backward_fraction,
-        )  # fmt: skip
-    else:
-        s, t, on_diagonal = times.sample_dyadic_pairs(
-            o.batch_size, generator, o.diagonal_fraction, o.shortcut_levels, o.time_distribution
-        )
-    xs = (1 - s)[:, None] * x0 + s[:, None] * x1
-
-    def batch_loss(jumps):
-        per_sample = losses.psd(
-            initial, initial, xs, s, t, jumps=jumps, on_diagonal=on_diagonal, velocity_target=x1 - x0, reduction="none"
-        ).detach()
-        return float(torch.where(on_diagonal, diagonal_weight * per_sample, per_sample).mean()), per_sample
-
-    expected, per_sample = batch_loss(o.psd_jumps)
-    assert model.record.losses[0] == pytest.approx(expected, rel=1e-5)
-    # the jumps' part is far from negligible at this tolerance
-    assert float(per_sample[~on_diagonal].mean()) * (~on_diagonal).float().mean() > 1e-3 * expected
-    if method == "psd":  # the option reaches the loss: the other number of jumps gives another loss
-        assert model.record.losses[0] != pytest.approx(batch_loss(6 - o.psd_jumps)[0], rel=1e-5)
+    model = tiny_fit(method, train_steps=3, **options)
+    assert len(calls) == 3
+    for call, recorded in zip(calls, model.record.losses, strict=True):
+        d = call["on_diagonal"]
+        assert call["reduction"] == "none" and d.dtype == torch.bool and 0 < int(d.sum()) < d.numel()
+        assert torch.equal(call["s"][d], call["t"][d]) and bool((call["s"][~d] != call["t"][~d]).all())
+        assert call["target"] is not None and torch.isfinite(call["target"][d]).all()
+        weighted = torch.where(d, diagonal_weight * call["per_sample"], call["per_sample"]).mean()
+        assert recorded == pytest.approx(float(weighted), rel=1e-6)
+        assert call["jumps"] == (psd_jumps if psd_jumps is not None else 2)
 
 
 def test_the_posterior_target_lowers_the_diagonals_first_loss():
@@ -342,6 +333,16 @@ def test_the_cache_key_holds_the_teacher_and_the_data_tensor():
     assert tiny_fit("psd", data_=pool.clone(), cache=True, pool_size=200).record.result.from_cache
     assert not tiny_fit("psd", data_=pool + 1e-3, cache=True, pool_size=200).record.result.from_cache
     assert first.record.result.cache_file.name.startswith("key-")
+
+
+def test_two_different_networks_wrapped_as_teachers_do_not_share_a_cache_entry():
+    """nets.detached wrappers all have the same source; the key follows what they wrap."""
+    velocities = [tiny_fit("flow_matching", seed=seed) for seed in (0, 1)]
+    first = tiny_fit("lmd", cache=True, teacher=nets.detached(velocities[0]))
+    assert tiny_fit("lmd", cache=True, teacher=nets.detached(velocities[0])).record.result.from_cache
+    other = tiny_fit("lmd", cache=True, teacher=nets.detached(velocities[1]))
+    assert not other.record.result.from_cache
+    assert other.record.result.cache_file != first.record.result.cache_file
 
 
 # ----------------------------------------------------------------------------- devices

@@ -82,17 +82,23 @@ class Page:
     def __init__(self, browser, url: str):
         self.page = browser.new_page(viewport={"width": 1280, "height": 900})
         self.errors: list[str] = []
+        self.blocked: list[str] = []  # every request that tried to leave the machine
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.page.on("console", self._console)
-        host = urlparse(url).netloc
-        self.page.route(
-            "**/*", lambda route: route.continue_() if urlparse(route.request.url).netloc == host else route.abort()
-        )
+        self.host = urlparse(url).netloc
+        self.page.route("**/*", self._route)
         self.page.goto(url)
         self.page.wait_for_load_state("load")
 
+    def _route(self, route):
+        if urlparse(route.request.url).netloc == self.host or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            self.blocked.append(route.request.url)
+            route.abort()
+
     def _console(self, message):
-        # blocked CDN resources (MathJax, fonts, badges) fail to load offline: not JavaScript errors
+        # a blocked outside resource fails to load (test_pages_need_no_network reports it): not a JavaScript error
         if message.type == "error" and "Failed to load resource" not in message.text:
             self.errors.append(f"console: {message.text}")
 
@@ -107,6 +113,38 @@ def test_pages_load_without_javascript_errors(server, browser, chapter):
     page = Page(browser, chapter_url(server, chapter))
     page.page.wait_for_timeout(300)
     assert page.page.title()
+    assert page.errors == []
+    page.page.close()
+
+
+def site_pages() -> list[str]:
+    """Every page of the table of contents, as a path under the site root."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [f"{name}.html" for name in files]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page_path", site_pages())
+def test_pages_need_no_network_and_their_math_renders(server, browser, page_path):
+    """Offline (every request to another host is refused), each page loads nothing from outside, and every
+    formula is typeset by the local MathJax: no raw TeX delimiters left in the visible text."""
+    page = Page(browser, f"{server}/{page_path}")
+    formulas = page.page.locator("span.math, div.math").count()
+    if formulas:
+        page.page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+        page.page.evaluate("() => MathJax.startup.promise")
+        page.page.wait_for_timeout(200)
+        assert page.page.locator("mjx-container").count() >= formulas, "some formulas were not typeset"
+    text = page.page.evaluate(
+        """() => { const root = (document.querySelector('article') || document.body).cloneNode(true);
+                   const skip = 'pre, code, .highlight, mjx-container, script, style';
+                   root.querySelectorAll(skip).forEach(e => e.remove());
+                   return root.textContent; }"""
+    )  # prose only: code may print TeX on purpose
+    for delimiter in ("\\(", "\\)", "\\[", "$$"):
+        assert delimiter not in text, f"raw TeX {delimiter!r} left on {page_path}"
+    assert page.blocked == [], f"{page_path} asked for outside resources: {page.blocked}"
     assert page.errors == []
     page.page.close()
 
