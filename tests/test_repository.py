@@ -195,3 +195,14 @@ def test_benchmark_ratios_are_precise_enough_to_read():
     )
     assert result["config"]["renoise_draws"] > 1, "consistency models need several re-noise draws per repeat"
     assert result["precision"]["max"] < RATIO_SE_BOUND, "rerun with more repeats or points (BenchConfig)"
+
+
+def test_defaults_quoted_in_the_chapters_are_the_librarys():
+    """Prose that quotes a default reads it from flowlib.fitting.defaults (one source of truth)."""
+    from flowlib import fitting
+
+    text = "".join(source(c) for p in CHAPTERS for c in cells(p))
+    quoted = re.findall(r"`(\d+)` \(the default: `flowlib\.fitting\.defaults\(\"(\w+)\"\)`", text)
+    assert quoted, "chapter 9 quotes the consistency-interval default"
+    for value, method in quoted:
+        assert int(value) == fitting.defaults(method)["consistency_intervals"], (method, value)
