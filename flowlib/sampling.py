@@ -10,6 +10,9 @@ What a step means depends on what the model is (its ``kind``, :data:`flowlib.flo
   the next time, :math:`x \leftarrow X_{t_k,1}(I_{t_k}(z, x))` with fresh noise :math:`z`
   (:func:`jump_and_renoise`).
 
+A velocity can also be sampled stochastically (:func:`integrate_sde`, chapter 9): an SDE whose marginals
+are the ODE's at every time, with different paths, which no flow map represents.
+
 The three samplers are flat functions with the same signature ``(model, x, times, ...)``, in the
 style of k-diffusion, so they can be read and compared side by side. Models run without gradients,
 in their own dtype and on their own device; the result comes back in ``x``'s dtype and device.
@@ -33,7 +36,7 @@ from torch import nn
 
 from flowlib import ode
 from flowlib._validate import as_points, as_time_grid, check_choice, check_positive_int
-from flowlib.interpolants import get_interpolant
+from flowlib.interpolants import Interpolant, get_interpolant
 from flowlib.nets import detached
 
 Steps = int | Sequence[float] | torch.Tensor
@@ -132,6 +135,98 @@ def jump_and_renoise(
             fresh = fresh.to(dtype=x.dtype, device=x.device)
         t = float(times[k])
         path.append(jump(path_of(fresh, path[-1], t), t, 1.0))
+    return torch.stack(path) if return_path else path[-1]
+
+
+def score_from_velocity(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    t: float,
+    interpolant: str = "linear",
+) -> torch.Tensor:
+    r"""The score :math:`\nabla \log \rho_t(x)` of the path's marginal, from its velocity (Gaussian noise at t = 0).
+
+    With :math:`x = \alpha_t x_0 + \beta_t x_1`, :math:`x_0 \sim \mathcal N(0, I)`, the velocity
+    :math:`b_t = \dot\alpha_t \mathbb E[x_0|x] + \dot\beta_t \mathbb E[x_1|x]` and
+    :math:`x = \alpha_t \mathbb E[x_0|x] + \beta_t \mathbb E[x_1|x]` give the expected noise, and
+    Tweedie's formula the score:
+
+    .. math::
+        \mathbb E[x_0 \mid x] = \frac{\beta_t\, b_t(x) - \dot\beta_t\, x}{\dot\alpha_t \beta_t - \dot\beta_t \alpha_t},
+        \qquad \nabla \log \rho_t(x) = -\frac{\mathbb E[x_0 \mid x]}{\alpha_t}
+        \quad(\text{linear path: } \tfrac{t\, b_t(x) - x}{1 - t}).
+
+    Args:
+        velocity: ``velocity(x, t)`` with ``t`` a ``(batch,)`` tensor, the marginal velocity of the path.
+        x: points ``(batch, ...)``.
+        t: one time in [0, 1) (the score of the data, t = 1, is not defined by the velocity).
+        interpolant: the path the velocity belongs to.
+
+    Returns:
+        ``(batch, ...)``, like ``x``.
+    """
+    if not 0.0 <= t < 1.0:
+        raise ValueError(f"t must be in [0, 1) (alpha_t = 0 at t = 1); got {t}")
+    b = velocity(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
+    return _score(b, x, t, get_interpolant(interpolant))
+
+
+def _score(b: torch.Tensor, x: torch.Tensor, t: float, path: Interpolant) -> torch.Tensor:
+    """The score at time ``t`` from the velocity ``b`` at ``x`` (the formula of :func:`score_from_velocity`)."""
+    tt = torch.tensor(t, dtype=x.dtype, device=x.device)
+    alpha, beta, dalpha, dbeta = path.alpha(tt), path.beta(tt), path.dalpha(tt), path.dbeta(tt)
+    expected_noise = (beta * b - dbeta * x) / (dalpha * beta - dbeta * alpha)
+    return -expected_noise / alpha
+
+
+@torch.no_grad()
+def integrate_sde(
+    model: object,
+    x: torch.Tensor,
+    times: torch.Tensor,
+    epsilon: float = 1.0,
+    generator: torch.Generator | None = None,
+    interpolant: str = "linear",
+    return_path: bool = False,
+) -> torch.Tensor:
+    r"""Sample a velocity stochastically: Euler-Maruyama steps of an SDE with the ODE's marginals (chapter 9).
+
+    .. math::
+        dX_t = \big(b_t(X_t) + \epsilon\, \nabla \log \rho_t(X_t)\big)\, dt + \sqrt{2\epsilon}\, dW_t
+
+    has the marginals :math:`\rho_t` of the probability-flow ODE :math:`\dot x = b_t(x)` for every
+    :math:`\epsilon \ge 0` (the added drift and the noise cancel in the Fokker-Planck equation), but its
+    paths are not the ODE's: the same starting point ends at different data points. The score comes from
+    the velocity (:func:`score_from_velocity`); the last step, into t = 1, is a plain Euler step (no
+    noise: the score is not defined at the data). ``epsilon = 0`` is Euler's method.
+
+    Args:
+        model: a :class:`~flowlib.flowmap.VelocityModel`, a flow map (its diagonal) or a ``velocity(x, t)``.
+        x: noise ``(batch, ...)`` at ``times[0]``.
+        times: an increasing grid ending at 1, ``(n_times,)``.
+        epsilon: the noise level :math:`\epsilon \ge 0`.
+        generator: the source of the Brownian increments (on ``x``'s device).
+        interpolant: the path the velocity belongs to.
+        return_path: also return the point after every step, ``(n_times, batch, ...)``.
+    """
+    if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or epsilon < 0:
+        raise ValueError(f"epsilon must be a number >= 0; got {epsilon!r}")
+    times = _grid(times)
+    if not bool((times.diff() > 0).all()) or abs(float(times[-1]) - 1.0) > 1e-9:
+        raise ValueError("the SDE is integrated on an increasing grid that ends at t = 1")
+    velocity = _plain(model, "velocity" if getattr(model, "kind", None) in ("flow_map", "consistency") else None)
+    marginal_path = get_interpolant(interpolant)
+    path = [x]
+    for k in range(len(times) - 1):
+        t, h = float(times[k]), float(times[k + 1] - times[k])
+        current = path[-1]
+        b = velocity(current, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
+        if k == len(times) - 2 or epsilon == 0:
+            path.append(current + h * b)
+            continue
+        score = _score(b, current, t, marginal_path)
+        kick = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        path.append(current + h * (b + epsilon * score) + (2 * epsilon * h) ** 0.5 * kick)
     return torch.stack(path) if return_path else path[-1]
 
 

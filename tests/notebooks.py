@@ -2,19 +2,32 @@
 
     python tests/notebooks.py book/01_paths_that_never_cross.ipynb [--smoke] [--save out.ipynb]
 
-prints the wall time of the whole chapter and of its slowest cells.
+prints the wall time of the whole chapter and of its slowest cells, and
 
-The tests execute every chapter **once**: :func:`executed_book` copies the book's sources into a folder,
-runs each chapter there in smoke mode (chapters in order, sharing one model cache, as in a build of the
-site), and the site is then built from those executed notebooks without executing them again.
+    python tests/notebooks.py --record
+
+runs every chapter in order, in full mode and then in smoke mode, each from an empty model cache, and
+writes the seconds to ``book/generated/chapter_times.json``: the one measurement the README's table and
+the teachers' page are generated from (``python -m editions``).
+
+The tests execute every chapter **once**: :func:`executed_book` copies the book and its Colab editions
+into a folder, runs each chapter's Colab edition there in smoke mode (chapters in order, sharing one model
+cache, as in a build of the site), with its install cell pointed at this checkout instead of GitHub. The
+editions' code cells are the sources' (same ids and code; ``tests/test_editions.py`` checks it), so their
+outputs are copied onto the source notebooks, and the site is built from those without executing again.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
+import platform
+import re
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +39,8 @@ from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+#: where the install cells fetch flowlib from
+INSTALL_SOURCE = re.compile(r"git\+https://github\.com/[\w.-]+/[\w.-]+@v[\w.]+")
 
 
 def execute(
@@ -70,12 +85,43 @@ class Run:
     error: str | None
 
 
+def point_install_at_checkout(notebook: nbformat.NotebookNode, checkout: Path = ROOT) -> int:
+    """Make the notebook's install cell install flowlib from ``checkout`` instead of GitHub; return how many
+    cells changed (the install cell runs pip only when flowlib cannot be imported)."""
+    changed = 0
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and INSTALL_SOURCE.search(cell.source):
+            cell.source = INSTALL_SOURCE.sub(checkout.as_uri(), cell.source)
+            changed += 1
+    return changed
+
+
+def copy_outputs(executed: nbformat.NotebookNode, target: Path) -> None:
+    """Copy the outputs of ``executed`` onto the notebook at ``target``, code cell by code cell id.
+
+    Raises:
+        ValueError: a code cell of ``target`` has no executed twin (the edition is out of date).
+    """
+    by_id = {cell.get("id"): cell for cell in executed.cells if cell.cell_type == "code"}
+    notebook = nbformat.read(target, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        twin = by_id.get(cell.get("id"))
+        if twin is None:
+            raise ValueError(f"{target.name}: code cell {cell.get('id')} is not in the executed edition")
+        cell.outputs, cell.execution_count = twin.outputs, twin.execution_count
+    nbformat.write(notebook, target)
+
+
 def executed_book(folder: Path) -> dict[str, Run]:
-    """Copy the book's sources into ``folder``, execute every chapter there in smoke mode, and configure the
-    copy so that ``jupyter-book build`` renders the executed notebooks without running them again."""
+    """Copy the book into ``folder``, execute every chapter's Colab edition there in smoke mode, copy the outputs
+    onto the source notebooks, and configure the copy so that ``jupyter-book build`` renders them without
+    running them again."""
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, folder / name)
     shutil.copytree(ROOT / "book", folder / "book", ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "colab", folder / "colab", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     config = yaml.safe_load((folder / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"
     (folder / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -84,11 +130,16 @@ def executed_book(folder: Path) -> dict[str, Run]:
     runs: dict[str, Run] = {}
     try:
         for chapter in CHAPTERS:
-            copy = folder / "book" / chapter.name
+            edition = folder / "colab" / chapter.name
+            notebook = nbformat.read(edition, as_version=4)
+            if point_install_at_checkout(notebook) != 1:
+                raise ValueError(f"colab/{chapter.name}: expected one install cell that installs from GitHub")
+            nbformat.write(notebook, edition)
             start = time.perf_counter()
             try:
-                nb, seconds, _ = execute(copy, smoke=True)
-                nbformat.write(nb, copy)
+                nb, seconds, _ = execute(edition, smoke=True)
+                nbformat.write(nb, edition)
+                copy_outputs(nb, folder / "book" / chapter.name)
                 runs[chapter.stem] = Run(nb, seconds, None)
             except CellExecutionError as error:
                 runs[chapter.stem] = Run(None, time.perf_counter() - start, str(error)[-4000:])
@@ -100,12 +151,57 @@ def executed_book(folder: Path) -> dict[str, Run]:
     return runs
 
 
+TIMES = ROOT / "book" / "generated" / "chapter_times.json"
+
+
+def _gpu() -> str:
+    import torch
+
+    return f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"
+
+
+def record_times(out: Path = TIMES) -> dict:
+    """Run every chapter in order in full mode, then in smoke mode (each pass from an empty model cache, later
+    chapters reusing earlier models as in a build of the site), and write the seconds of each to ``out``.
+
+    Raises:
+        nbclient.exceptions.CellExecutionError: a chapter failed (nothing is written).
+    """
+    seconds: dict[str, dict[str, float]] = {path.stem: {} for path in CHAPTERS}
+    cache_before = os.environ.get("FLOWLIB_CACHE")
+    try:
+        for mode in ("full", "smoke"):
+            with tempfile.TemporaryDirectory() as cache:
+                os.environ["FLOWLIB_CACHE"] = cache
+                for path in CHAPTERS:
+                    _, total, _ = execute(path, smoke=mode == "smoke")
+                    seconds[path.stem][mode] = round(total, 1)
+                    print(f"{path.name}: {total:.1f} s ({mode})", flush=True)
+    finally:
+        if cache_before is None:
+            os.environ.pop("FLOWLIB_CACHE", None)
+        else:
+            os.environ["FLOWLIB_CACHE"] = cache_before
+    record = {
+        "measured": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), {_gpu()}",
+        "how": "python tests/notebooks.py --record (chapters in order; full, then smoke; empty cache each)",
+        "seconds": seconds,
+    }
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, default=CHAPTERS)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--save", type=Path, help="write the executed notebook here (one notebook only)")
+    parser.add_argument("--record", action="store_true", help=f"time every chapter into {TIMES.relative_to(ROOT)}")
     args = parser.parse_args()
+    if args.record:
+        record_times()
+        sys.exit(0)
     for path in args.notebooks:
         nb, total, timings = execute(path.resolve(), args.smoke)
         slow = ", ".join(f"cell {i}: {s:.1f}s" for s, i in sorted(timings, reverse=True)[:3])

@@ -39,3 +39,13 @@ def test_each_module_imports_only_modules_above_it():
     for position, module in enumerate(order):
         later = flowlib_imports(module) - set(order[:position])
         assert not later, f"flowlib.{module} imports {sorted(later)}, listed after it in flowlib/__init__.py"
+
+
+def test_version_is_the_packages():
+    """``flowlib.__version__`` is what pip installs (pyproject.toml): the install cells pin it."""
+    import tomllib
+    from notebooks import ROOT
+
+    import flowlib
+
+    assert flowlib.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

@@ -42,14 +42,19 @@ def test_notebook_is_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
-def test_badge_and_install_cell_use_the_configured_repository(path):
+def test_badge_and_install_cell_use_the_configured_repository_and_version(path):
+    """The badge opens the chapter's Colab edition; the install cell pins the tag of flowlib's version."""
     text = [source(c) for c in cells(path)]
-    badge = f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}/blob/{BRANCH}/book/{path.name}"
+    owner_repo = REPO_URL.removeprefix("https://github.com/")
+    badge = f"https://colab.research.google.com/github/{owner_repo}/blob/{BRANCH}/colab/{path.name}"
     assert badge in text[0], f"{path.name}: the first cell needs the Colab badge {badge}"
     install = [t for t in text if "%pip install" in t]
-    assert install and f"git+{REPO_URL}" in install[0], f"{path.name}: the install cell must use {REPO_URL}"
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    pinned = f'"flowlib @ git+{REPO_URL}@v{version}"'
+    assert len(install) == 1 and pinned in install[0], f"{path.name}: the install cell must install {pinned}"
+    assert "raise RuntimeError(" in install[0], f"{path.name}: a failed install must say what to do"
     urls = set(re.findall(r"github\.com/([\w.-]+/[\w.-]+)", "\n".join(text)))
-    assert urls <= {REPO_URL.removeprefix("https://github.com/")}, f"{path.name} names another repository: {urls}"
+    assert urls <= {owner_repo}, f"{path.name} names another repository: {urls}"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])

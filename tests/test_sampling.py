@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import gen
 
 from flowlib import data, nets, ode, sampling
 from flowlib.flowmap import FlowMap, VelocityModel
@@ -160,3 +161,38 @@ def test_sample_returns_on_the_callers_device_and_dtype(kind, device):
         out = sampling.sample(model, x, 2, **extra)
         assert out.device == x.device and out.dtype == x.dtype and out.shape == x.shape
         assert torch.isfinite(out).all()
+
+
+# ------------------------------------------------------------------------------------------ stochastic sampling
+def test_score_from_velocity_is_the_gradient_of_the_log_density():
+    mix = data.mixture("eight_gaussians")
+    x = torch.randn(64, 2, dtype=torch.float64, generator=gen(0)).requires_grad_(True)
+    for t in (0.0, 0.3, 0.9):
+        (exact,) = torch.autograd.grad(mix.log_prob(x, t).sum(), x)
+        assert torch.allclose(sampling.score_from_velocity(mix.velocity, x.detach(), t), exact, atol=1e-8)
+    with pytest.raises(ValueError, match="t must be in"):
+        sampling.score_from_velocity(mix.velocity, x.detach(), 1.0)
+
+
+def test_sde_without_noise_is_euler_and_with_noise_keeps_the_marginal_but_not_the_paths():
+    mix = data.mixture("eight_gaussians")
+    z = torch.randn(2000, 2, dtype=torch.float64, generator=gen(1))
+    euler = sampling.sample(mix.velocity, z, 40, solver="euler")
+    assert torch.allclose(sampling.integrate_sde(mix.velocity, z, 40, epsilon=0.0), euler)
+    noisy = sampling.integrate_sde(mix.velocity, z, 60, epsilon=1.0, generator=gen(2))
+    exact = sampling.sample(mix.velocity, z, 20)  # the ODE's end points (to the nearest mode, exact enough)
+    modes = torch.cdist(noisy, mix.means).argmin(1)
+    share = torch.bincount(modes, minlength=8).double() / len(modes)
+    assert (share - 1 / 8).abs().max() < 0.035, f"the SDE's samples should fill the eight modes equally: {share}"
+    assert float(torch.cdist(noisy, mix.means).min(1).values.mean()) < 0.4, "samples should sit on the modes"
+    same_mode = (modes == torch.cdist(exact, mix.means).argmin(1)).double().mean()
+    assert same_mode < 0.6, "from the same noise the SDE should often end in another mode than the ODE"
+
+
+def test_sde_rejects_bad_noise_levels_and_grids():
+    mix = data.mixture("eight_gaussians")
+    z = torch.randn(8, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="epsilon"):
+        sampling.integrate_sde(mix.velocity, z, 10, epsilon=-1.0)
+    with pytest.raises(ValueError, match="ends at t = 1"):
+        sampling.integrate_sde(mix.velocity, z, torch.tensor([0.0, 0.5]))

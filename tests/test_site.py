@@ -47,17 +47,31 @@ def test_every_chapter_page_is_built(site):
     assert (site / "index.html").exists()
 
 
-def test_colab_links_point_to_notebooks_in_this_repository(site):
+def test_progress_bars_show_their_last_state_only(site):
+    """A training's bar is one line on the page (its final 100%), not a staircase of redraws."""
+    bars = 0
+    for chapter in CHAPTERS:
+        html = (site / "book" / f"{chapter.stem}.html").read_text()
+        percents = re.findall(r"(\d+)%\|", html)
+        bars += len(percents)
+        assert set(percents) <= {"100"}, f"{chapter.name} shows intermediate progress: {sorted(set(percents))}"
+    assert bars > 0, "the chapters train models: some final progress lines must be on the pages"
+
+
+def test_colab_links_open_the_colab_editions_of_this_repository(site):
+    """The badge and the launch button open ``colab/NN.ipynb`` (MyST renders there); no Binder button."""
     owner_repo = REPO_URL.removeprefix("https://github.com/")
     for chapter in CHAPTERS:
         html = (site / "book" / f"{chapter.stem}.html").read_text()
-        links = set(re.findall(r'https://colab\.research\.google\.com/github/([^"\s<>]+?\.ipynb)', html))
-        assert links, f"no Colab link on {chapter.name}"
+        links = re.findall(r'https://colab\.research\.google\.com/github/([^"\s<>]+?\.ipynb)', html)
+        assert len(links) >= 2, f"{chapter.name}: expected the badge and the launch button, found {links}"
         for link in links:
             repo_part, _, path = link.partition("/blob/")
             assert repo_part == owner_repo, link
             branch, _, relative = path.partition("/")
+            assert relative == f"colab/{chapter.name}", f"{chapter.name}: a Colab link opens {relative}"
             assert (ROOT / relative).exists(), f"Colab link to a missing notebook: {relative}"
+        assert "mybinder.org" not in html, f"{chapter.name} offers Binder, which would install the CUDA torch"
 
 
 # ------------------------------------------------------------------------------------------ browser
