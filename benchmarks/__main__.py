@@ -5,9 +5,11 @@ Run it from the repository root::
     python -m benchmarks --threads 2  # the full benchmark (about 80 minutes on an idle 2-core CPU)
     python -m benchmarks --quick      # a seconds-long smoke run (the tests use it)
     python -m benchmarks --threads 2 --datasets eight_gaussians --merge  # rerun one dataset only
+    python -m benchmarks --render     # redraw the table and chart from the existing benchmark.json
 
-It writes ``book/generated/benchmark.json`` (every number, with the configuration and the machine) and
-``book/generated/benchmark.md`` (the table the book's appendix includes). Training and scoring live in
+It writes ``book/generated/benchmark.json`` (every number, with the configuration and the machine),
+``book/generated/benchmark.md`` (the tables the book's appendix includes) and
+``book/generated/benchmark.svg`` (the ratio-against-steps chart beside them). Training and scoring live in
 :mod:`benchmarks.run`, the table and the targets in :mod:`benchmarks.report`.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.report import finish, merge, to_markdown
+from benchmarks.report import chart, finish, merge, to_markdown
 from benchmarks.run import DATASETS, DISTILLED, FROM_SCRATCH, BenchConfig, run
 
 
@@ -35,7 +37,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--merge", action="store_true", help="keep the datasets of the existing benchmark.json that this run skips"
     )
+    parser.add_argument("--render", action="store_true", help="only redraw the table and chart from benchmark.json")
     args = parser.parse_args(argv)
+    if args.render:
+        result = finish(json.loads((args.out / "benchmark.json").read_text()))
+        write(result, args.out)
+        return result
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     config = BenchConfig.quick() if args.quick else BenchConfig()
@@ -62,9 +69,15 @@ def main(argv: list[str] | None = None) -> dict:
         result = merge(json.loads(previous_file.read_text()), json.loads(json.dumps(result, default=str)))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
-    (args.out / "benchmark.md").write_text(to_markdown(result))
+    write(result, args.out)
     print(to_markdown(result))
     return result
+
+
+def write(result: dict, out: Path) -> None:
+    """The appendix's tables and chart, drawn from ``result``."""
+    (out / "benchmark.md").write_text(to_markdown(result))
+    chart(result, out / "benchmark.svg")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@ r"""Reporting: the benchmark's result as the book's table, its targets, its prec
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from pathlib import Path
 
 from benchmarks.run import DATASETS, FROM_SCRATCH
 
@@ -104,9 +107,12 @@ def merge(previous: dict, new: dict) -> dict:
     return finish(merged)
 
 
+NBSP = "\u00a0"  # keeps "1.14 ± 0.02" on one line in a narrow column
+
+
 def _ratio(entry: dict, metric: str) -> str:
     stats = entry[metric]
-    return f"{stats['ratio']:.2f} ± {stats['ratio_se']:.2f}"
+    return f"{stats['ratio']:.2f}{NBSP}±{NBSP}{stats['ratio_se']:.2f}"
 
 
 def _baseline_runs(base: dict) -> str:
@@ -167,21 +173,35 @@ def to_markdown(result: dict) -> str:
             + (f" Run on {section['ran']}." if "ran" in section else ""),
             "",
         ]
-        step_headers = " | ".join(f"SW, {k} step{'' if k == '1' else 's'}" for k in steps)
-        lines.append(
-            f"| method | setting | train steps | FPE/sample | {step_headers} | energy, 1 step | map error | "
-            "s per 10k (1 step) |"
-        )
-        lines.append("|" + "---|" * (len(steps) + 7))
+        step_headers = " | ".join(f"{k} step{'' if k == '1' else 's'}" for k in steps)
+        lines += [
+            f"**Sliced W2 ratio to the baseline, by number of sampling steps** ({dataset.replace('_', ' ')})",
+            "",
+            f"| method | {step_headers} |",
+            "|---|" + "---|" * len(steps),
+        ]
         for method, row in section["methods"].items():
             if "diverged" in row:
-                lines.append(f"| {method} | diverged |" + " |" * (len(steps) + 5))
+                lines.append(f"| {method} | diverged |" + " |" * (len(steps) - 1))
                 continue
-            cells = " | ".join(_ratio(row["steps"][k], "sliced_w2") for k in steps)
+            lines.append(f"| {method} | " + " | ".join(_ratio(row["steps"][k], "sliced_w2") for k in steps) + " |")
+        lines += [
+            "",
+            f"**Training and cost** ({dataset.replace('_', ' ')}): steps reached in the budget, forward-pass "
+            "equivalents per training sample, energy-distance ratio at one step, mean map error, seconds per "
+            "10 000 one-step samples",
+            "",
+            "| method | setting | train steps | FPE/sample | energy, 1 step | map error | s per 10k |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for method, row in section["methods"].items():
+            if "diverged" in row:
+                lines.append(f"| {method} | diverged | | | | | |")
+                continue
             map_error = "—" if row["map_error"] is None else f"{row['map_error']:.3f}"
             lines.append(
                 f"| {method} | {row['setting']} | {row['train_steps']:,} | "
-                f"{row['forward_equivalents_per_sample']:.1f} | {cells} | {_ratio(row['steps'][steps[0]], 'energy')} | "
+                f"{row['forward_equivalents_per_sample']:.1f} | {_ratio(row['steps'][steps[0]], 'energy')} | "
                 f"{map_error} | {row['sampling_seconds_per_10k']:.3f} |"
             )
         lines.append("")
@@ -200,6 +220,61 @@ def to_markdown(result: dict) -> str:
             f"{four} ({_mark(met['four_step'])}) | {map_error} ({_mark(met['map_error'])}) |"
         )
     return "\n".join(lines) + "\n"
+
+
+def fingerprint(result: dict) -> str:
+    """A short hash of the result, written into the chart so that a test can tell it was drawn from it."""
+    return hashlib.sha256(json.dumps(result, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def chart(result: dict, path: Path) -> None:
+    """Draw the ratio to the baseline against the number of sampling steps, one panel per dataset, to ``path``.
+
+    One line per method (solid: from scratch, dashed: distilled from the baseline's velocity; error bars: the
+    ratio's standard error), the baseline at 1 and the data floor's ratio dotted; the SVG's description
+    holds :func:`fingerprint` of ``result``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from flowlib import viz
+
+    steps = [str(k) for k in result["config"]["steps"]]
+    sections = result["datasets"]
+    methods = list(dict.fromkeys(m for section in sections.values() for m in section["methods"]))
+    colours_without_black = [c for c in viz.PALETTE if c != "#000000"]  # black is the baseline's
+    scratch = [m for m in methods if m in FROM_SCRATCH]
+    distilled = [m for m in methods if m not in FROM_SCRATCH]
+    colours = {m: colours_without_black[i % len(colours_without_black)] for group in (scratch, distilled)
+               for i, m in enumerate(group)}  # fmt: skip
+    styles = {m: ("-" if m in FROM_SCRATCH else "--") for m in methods}  # dashed: distilled from a teacher
+    with plt.rc_context({"svg.hashsalt": "flow-maps-benchmark", "font.size": 9}):
+        fig, axes = plt.subplots(1, len(sections), figsize=(3.6 * len(sections) + 1.8, 3.6), sharey=True, squeeze=False)
+        for ax, (dataset, section) in zip(axes[0], sections.items(), strict=True):
+            for method, row in section["methods"].items():
+                if "diverged" in row:
+                    continue
+                ratios = [row["steps"][k]["sliced_w2"]["ratio"] for k in steps]
+                errors = [row["steps"][k]["sliced_w2"]["ratio_se"] for k in steps]
+                xs = [int(k) for k in steps]
+                ax.errorbar(xs, ratios, yerr=errors, label=method, color=colours[method], ls=styles[method],
+                            marker="o", ms=3, lw=1.2, capsize=2)  # fmt: skip
+            floor = section["floor"]["sliced_w2"]["value"] / section["baseline"]["sliced_w2"]["value"]
+            ax.axhline(1.0, color="black", lw=1, label="baseline (100 Heun steps)")
+            ax.axhline(floor, color="grey", lw=1, ls=":", label="data floor")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xticks([int(k) for k in steps], steps)
+            ax.set_xlabel("sampling steps")
+            ax.set_title(dataset.replace("_", " "))
+        axes[0, 0].set_ylabel("sliced W2 / baseline's")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+        fig.tight_layout()
+        fig.savefig(path, bbox_inches="tight", metadata={"Date": None, "Description": fingerprint(result)})
+        plt.close(fig)
 
 
 def finish(result: dict) -> dict:

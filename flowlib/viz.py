@@ -369,6 +369,11 @@ def animate_points(
     return animation_html(fig, update, len(frames))
 
 
+#: The one colour scale of map errors across the book: a mean distance of 0.005 (white) to 1 or more (black),
+#: logarithmic, so that a good map's 0.01 and a poor one's 0.4 are both visible.
+MAP_ERROR_RANGE = (0.005, 1.0)
+
+
 def time_pair_map(
     ax: plt.Axes,
     values: torch.Tensor,
@@ -377,11 +382,14 @@ def time_pair_map(
     vmin: float | None = None,
     vmax: float | None = None,
     cmap: str = "magma_r",
+    norm: mpl.colors.Normalize | None = None,
 ) -> mpl.image.AxesImage:
     r"""Draw a quantity over pairs of times: ``values[i, j]`` at start :math:`s_i` (x) and end :math:`t_j` (y).
 
-    Used for consistency residuals (:func:`flowlib.consistency.residual_grid`) and map errors
-    (:func:`flowlib.metrics.map_error_grid`) on a uniform grid of [0, 1]. NaN entries stay blank.
+    Used for consistency residuals (:func:`flowlib.residuals.residual_grid`) and map errors
+    (:func:`flowlib.metrics.map_error_grid`) on a uniform grid of [0, 1] with G times. Each cell is centred
+    on its pair of grid times (the ticks), and NaN entries — pairs where the quantity is not defined, such
+    as :math:`s = t` for a map error — are hatched grey.
 
     Args:
         ax: the axes.
@@ -391,22 +399,44 @@ def time_pair_map(
         vmin: lower colour limit (in log10 units when ``log``).
         vmax: upper colour limit (in log10 units when ``log``).
         cmap: the colour map.
+        norm: a matplotlib colour normalisation instead of ``log``/``vmin``/``vmax`` (e.g. a ``LogNorm``,
+            whose colour bar then shows the values themselves).
 
     Returns:
         The image, for a colour bar.
     """
     grid = torch.as_tensor(values, dtype=torch.float64)
-    if grid.ndim != 2 or grid.shape[0] != grid.shape[1]:
-        raise ValueError(f"values must be a square (G, G) grid; got shape {tuple(grid.shape)}")
+    if grid.ndim != 2 or grid.shape[0] != grid.shape[1] or grid.shape[0] < 2:
+        raise ValueError(f"values must be a square (G, G) grid with G >= 2; got shape {tuple(grid.shape)}")
+    if norm is not None and (log or vmin is not None or vmax is not None):
+        raise ValueError("give either norm or log/vmin/vmax, not both")
     shown = grid.clamp(min=1e-12).log10() if log else grid
-    image = ax.imshow(
-        to_numpy(shown.T), origin="lower", extent=(0, 1, 0, 1), vmin=vmin, vmax=vmax, cmap=cmap, aspect="equal"
+    size = grid.shape[0]
+    half = 0.5 / (size - 1)
+    extent = (-half, 1 + half, -half, 1 + half)
+    ax.add_patch(
+        mpl.patches.Rectangle(
+            (-half, -half), 1 + 2 * half, 1 + 2 * half, facecolor="#eeeeee", edgecolor="#bbbbbb", hatch="///", lw=0
+        )
     )
+    colour = {"norm": norm} if norm is not None else {"vmin": vmin, "vmax": vmax}
+    image = ax.imshow(to_numpy(shown.T), origin="lower", extent=extent, cmap=cmap, aspect="equal", **colour)
+    ticks = np.linspace(0, 1, size) if size <= 7 else np.linspace(0, 1, 5)
+    ax.set_xticks(ticks, [f"{tick:g}" for tick in np.round(ticks, 2)])
+    ax.set_yticks(ticks, [f"{tick:g}" for tick in np.round(ticks, 2)])
+    ax.set_xlim(extent[:2])
+    ax.set_ylim(extent[2:])
+    ax.grid(False)
     ax.set_xlabel("start time s")
     ax.set_ylabel("end time t")
     if title:
         ax.set_title(title, fontsize=10)
     return image
+
+
+def map_error_map(ax: plt.Axes, errors: torch.Tensor, title: str = "") -> mpl.image.AxesImage:
+    """:func:`time_pair_map` of map errors on the book's one colour scale (:data:`MAP_ERROR_RANGE`, logarithmic)."""
+    return time_pair_map(ax, errors, title, norm=mpl.colors.LogNorm(*MAP_ERROR_RANGE, clip=True))
 
 
 def plot_quality_by_steps(

@@ -184,6 +184,17 @@ def test_benchmark_table_in_the_book_is_generated_from_its_results():
     assert "{include} generated/benchmark.md" in (ROOT / "book" / "appendix_benchmark.md").read_text()
 
 
+def test_benchmark_chart_is_drawn_from_the_results():
+    """The appendix's chart carries the fingerprint of the results it was drawn from (python -m benchmarks --render)."""
+    from benchmarks import report
+
+    generated = ROOT / "book" / "generated"
+    result = report.finish(json.loads((generated / "benchmark.json").read_text()))
+    drawn = re.search(r"<dc:description>([0-9a-f]+)</dc:description>", (generated / "benchmark.svg").read_text())
+    assert drawn and drawn.group(1) == report.fingerprint(result), "redraw: python -m benchmarks --render"
+    assert "generated/benchmark.svg" in (ROOT / "book" / "appendix_benchmark.md").read_text()
+
+
 #: Largest standard error of a benchmark ratio, relative to the ratio. Samplers that re-noise between steps
 #: (consistency models) reach it by averaging re-noise draws within each repeat (BenchConfig.renoise_draws).
 RATIO_SE_BOUND = 0.05
@@ -211,3 +222,20 @@ def test_defaults_quoted_in_the_chapters_are_the_librarys():
     assert quoted, "chapter 9 quotes the consistency-interval default"
     for value, method in quoted:
         assert int(value) == fitting.defaults(method)["consistency_intervals"], (method, value)
+
+
+def test_every_figure_has_a_caption_a_name_and_alt_text():
+    """A figure is a claim: each one says what it shows (myst-nb cell metadata), and alt text is not a file path."""
+    names = []
+    for path in CHAPTERS:
+        for cell in cells(path):
+            if cell["cell_type"] != "code" or "plt.show()" not in source(cell):
+                continue
+            options = cell["metadata"].get("mystnb", {})
+            figure, image = options.get("figure", {}), options.get("image", {})
+            where = f"{path.name} cell {cell.get('id')}"
+            assert len(figure.get("caption", "")) > 40, f"{where}: no caption"
+            assert len(image.get("alt", "")) > 20, f"{where}: no alt text"
+            assert not re.search(r"\{\w+\}`", figure["caption"]), f"{where}: roles do not render in a caption"
+            names.append(figure.get("name"))
+    assert names and None not in names and len(set(names)) == len(names), "figure names must be unique"

@@ -163,6 +163,29 @@ def test_pages_need_no_network_and_their_math_renders(server, browser, page_path
     page.page.close()
 
 
+@pytest.mark.browser
+def test_one_search_box_and_a_sidebar_button_that_hides_the_sidebar(server, browser):
+    """The theme's known fault (an extra navbar with two more search boxes and a sidebar button bound to a
+    hidden twin) is kept off: one visible search field, and the visible button hides the table of contents."""
+    page = Page(browser, chapter_url(server, CHAPTERS[0]))
+    page.page.set_viewport_size({"width": 1400, "height": 900})
+    page.page.wait_for_timeout(300)
+    searches = page.page.locator(".search-button-field")
+    visible = [i for i in range(searches.count()) if searches.nth(i).is_visible()]
+    assert len(visible) == 1, f"{len(visible)} search fields are visible"
+    sidebar = page.page.locator("#pst-primary-sidebar")
+    assert sidebar.is_visible()
+    toggles = page.page.locator(".primary-toggle")
+    button = next(toggles.nth(i) for i in range(toggles.count()) if toggles.nth(i).is_visible())
+    button.click()
+    page.page.wait_for_timeout(600)
+    box = sidebar.bounding_box()
+    hidden = not sidebar.is_visible() or box is None or box["width"] < 5 or box["x"] + box["width"] <= 0
+    assert hidden, f"the sidebar button did not hide the sidebar (its box: {box})"
+    assert page.errors == []
+    page.page.close()
+
+
 def explorer_state(root) -> dict:
     return root.evaluate(
         """el => ({draws: +el.dataset.draws, s: el.dataset.s, t: el.dataset.t, playing: el.dataset.playing,

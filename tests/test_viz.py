@@ -56,7 +56,22 @@ def test_time_pair_map_and_quality_plot_draw_what_they_are_given():
     assert shown.shape == (2, 2) and math.isclose(float(shown[1, 0]), math.log10(0.5), rel_tol=1e-6)
     with pytest.raises(ValueError, match="square"):
         viz.time_pair_map(axes[0], torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="either norm"):
+        viz.time_pair_map(axes[0], values, norm=matplotlib.colors.LogNorm(), vmax=1.0)
     viz.plot_quality_by_steps(axes[1], {"a": {1: 0.3, 4: 0.1}}, baseline=0.05, floor=0.01)
     assert len(axes[1].lines) == 3
     assert list(axes[1].lines[0].get_xdata()) == [1, 4] and list(axes[1].lines[0].get_ydata()) == [0.3, 0.1]
+    plt.close(fig)
+
+
+def test_time_pair_cells_are_centred_on_the_grid_times_and_map_errors_share_one_scale():
+    grid = torch.rand(5, 5) + 0.01
+    fig, ax = plt.subplots()
+    image = viz.time_pair_map(ax, grid)
+    left, right, bottom, top = image.get_extent()
+    assert (left, right) == pytest.approx((-0.125, 1.125)) and (bottom, top) == pytest.approx((-0.125, 1.125))
+    assert list(ax.get_xticks()) == pytest.approx([0, 0.25, 0.5, 0.75, 1])  # one tick per grid time, at the centres
+    errors = viz.map_error_map(ax, grid, "errors")
+    assert isinstance(errors.norm, matplotlib.colors.LogNorm)
+    assert (errors.norm.vmin, errors.norm.vmax) == viz.MAP_ERROR_RANGE
     plt.close(fig)
