@@ -450,6 +450,21 @@ def resolve_options(method: str, options: dict[str, object]) -> FitOptions:
     return resolved
 
 
+def training_pairs(method: str, n: int = 2000, seed: int = 0, **options: object) -> times.Pairs:
+    r"""The pairs of times :func:`fit` draws for ``method`` after its warm-up: ``(s, t, on_diagonal)``, each ``(n,)``.
+
+    The same sampler and options as a training batch (the method's defaults, then ``options``), so a
+    picture of them (chapter 9's family tree in the :math:`(s, t)` plane) shows what the method is taught.
+
+    Raises:
+        TypeError, ValueError: as :func:`resolve_options`.
+    """
+    resolved = resolve_options(method, options)
+    generator = torch.Generator().manual_seed(check_positive_int(seed, "seed", minimum=0))
+    fraction = 1.0 if method == "flow_matching" else resolved.diagonal_fraction
+    return METHODS[method].pairs(check_positive_int(n, "n"), generator, resolved, fraction)
+
+
 def _check_values(o: FitOptions, spec: Method) -> None:
     for name in ("width", "depth", "time_frequencies", "batch_size", "pool_size", "grid_levels", "teacher_steps",
                  "shortcut_levels", "consistency_intervals"):  # fmt: skip

@@ -467,3 +467,123 @@ def plot_quality_by_steps(
     ax.set_xlabel("sampling steps")
     ax.set_ylabel("sliced W2 to fresh data")
     ax.legend(fontsize=8)
+
+
+# ----------------------------------------------------------------------------------------------- diagrams
+def _jump_arrow(ax: plt.Axes, start, end, color: str, bend: float = 0.25, label: str | None = None) -> None:
+    """A jump from ``start`` to ``end``: a bent arrow (a jump is not a path; the bend keeps it off the path)."""
+    ax.annotate(
+        "", xy=tuple(end), xytext=tuple(start),
+        arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.6, "shrinkA": 3, "shrinkB": 3,
+                    "connectionstyle": f"arc3,rad={bend}", "mutation_scale": 12},
+    )  # fmt: skip
+    if label:
+        start, end = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+        chord = end - start
+        # the apex of matplotlib's arc3 curve: the chord's middle, pushed sideways by half the bend
+        apex = (start + end) / 2 + 0.5 * bend * np.array([chord[1], -chord[0]])
+        ax.annotate(label, apex, textcoords="offset points", xytext=(0, 0), color=color, fontsize=9,
+                    ha="center", va="center", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})  # fmt: skip
+
+
+def consistency_rules(
+    axes: Sequence[plt.Axes],
+    flow_map: Callable,
+    velocity: Callable,
+    x: torch.Tensor,
+    s: float = 0.4,
+    u: float = 0.65,
+    t: float = 0.9,
+) -> None:
+    r"""The three consistency rules drawn on one path of a flow (chapter 5), one panel each.
+
+    The grey curve is the path through ``x`` at time ``s``, :math:`\tau \mapsto X_{s,\tau}(x)`. Compositional:
+    the jump :math:`X_{s,t}` equals :math:`X_{s,u}` followed by :math:`X_{u,t}`. Lagrangian: moving the end
+    time slides the jump's end along the path with velocity :math:`b_t`. Eulerian: moving the start along
+    the path (to :math:`x' = X_{s,s'}(x)`) leaves the end where it was.
+
+    Args:
+        axes: three axes.
+        flow_map: ``flow_map(x, s, t)`` on ``(batch, 2)`` points with ``(batch,)`` or float times.
+        velocity: ``velocity(x, t)``.
+        x: one point ``(2,)`` at time ``s``.
+        s: the start time.
+        u: an intermediate time, ``s < u < t``.
+        t: the end time.
+    """
+    if len(axes) != 3:
+        raise ValueError(f"axes must hold three axes (one per rule); got {len(axes)}")
+    if not 0.0 <= s < u < t <= 1.0:
+        raise ValueError(f"need 0 <= s < u < t <= 1; got s={s}, u={u}, t={t}")
+    point = torch.as_tensor(x, dtype=torch.float64).reshape(1, 2)
+    taus = torch.linspace(0.0, 1.0, 201, dtype=torch.float64)
+    path = to_numpy(flow_map(point.expand(len(taus), 2), torch.full((len(taus),), s, dtype=torch.float64), taus))
+
+    def at(tau: float) -> np.ndarray:
+        return to_numpy(flow_map(point, s, tau))[0]
+
+    x_s, x_u, x_t = at(s), at(u), at(t)
+    s_later = s + 0.6 * (u - s)
+    x_later = at(s_later)
+    tangent = to_numpy(velocity(torch.as_tensor(x_t).reshape(1, 2), torch.tensor([t], dtype=torch.float64)))[0]
+    pad = 0.35
+    low, high = path.min(0) - pad, path.max(0) + pad
+    titles = ("compositional: two jumps make one", "Lagrangian: the end moves with the flow",
+              "Eulerian: sliding the start keeps the end")  # fmt: skip
+    for ax, title in zip(axes, titles, strict=True):
+        ax.plot(path[:, 0], path[:, 1], color="#bbbbbb", lw=3, zorder=0)
+        ax.set_xlim(low[0], high[0])
+        ax.set_ylim(low[1], high[1])
+        ax.set_aspect("equal")
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=10)
+    composed, direct, flow = PALETTE[1], PALETTE[0], PALETTE[2]
+    ax = axes[0]
+    _jump_arrow(ax, x_s, x_t, direct, bend=-0.35, label=r"$X_{s,t}$")
+    _jump_arrow(ax, x_s, x_u, composed, bend=0.3, label=r"$X_{s,u}$")
+    _jump_arrow(ax, x_u, x_t, composed, bend=0.3, label=r"$X_{u,t}$")
+    ax = axes[1]
+    _jump_arrow(ax, x_s, x_t, direct, bend=-0.35, label=r"$X_{s,t}$")
+    scale = 0.25 / max(float(np.linalg.norm(tangent)), 1e-9)
+    ax.annotate("", xy=tuple(x_t + scale * tangent), xytext=tuple(x_t),
+                arrowprops={"arrowstyle": "-|>", "color": flow, "lw": 2, "mutation_scale": 12})  # fmt: skip
+    ax.annotate(r"$\partial_t X_{s,t} = b_t(X_{s,t})$", x_t + scale * tangent, textcoords="offset points",
+                xytext=(4, 4), color=flow, fontsize=9)  # fmt: skip
+    ax = axes[2]
+    _jump_arrow(ax, x_s, x_t, direct, bend=-0.35, label=r"$X_{s,t}(x)$")
+    _jump_arrow(ax, x_later, x_t, composed, bend=0.3, label=r"$X_{s',t}(x')$")
+    for ax in axes:
+        ax.scatter(*x_s, s=30, color=NOISE_COLOR, zorder=3)
+        ax.annotate(r"$x$ at $s$", x_s, textcoords="offset points", xytext=(-10, -14), fontsize=9)
+        ax.scatter(*x_t, s=30, color=DATA_COLOR, zorder=3)
+    axes[0].scatter(*x_u, s=30, color=composed, zorder=3)
+    axes[0].annotate(r"at $u$", x_u, textcoords="offset points", xytext=(6, 4), fontsize=9)
+    axes[2].scatter(*x_later, s=30, color=composed, zorder=3)
+    axes[2].annotate(r"$x'$ at $s'$", x_later, textcoords="offset points", xytext=(6, 4), fontsize=9)
+
+
+def training_pairs(ax: plt.Axes, s: torch.Tensor, t: torch.Tensor, title: str = "", size: float = 4.0) -> None:
+    r"""The pairs of times a method trains on, as points of the :math:`(s, t)` square (chapter 9).
+
+    Args:
+        ax: the axes.
+        s: start times ``(n,)``.
+        t: end times ``(n,)`` (on the diagonal :math:`t = s` for the velocity's pairs).
+        title: the panel's title.
+        size: marker size.
+    """
+    s_np, t_np = to_numpy(s).ravel(), to_numpy(t).ravel()
+    if s_np.shape != t_np.shape:
+        raise ValueError(f"s and t must have the same length; got {s_np.shape} and {t_np.shape}")
+    diagonal = np.isclose(s_np, t_np)
+    ax.plot([0, 1], [0, 1], color="#dddddd", lw=1, zorder=0)
+    ax.scatter(s_np[~diagonal], t_np[~diagonal], s=size, color=PALETTE[0], alpha=0.5, linewidths=0, label="jumps")
+    ax.scatter(s_np[diagonal], t_np[diagonal], s=size, color=PALETTE[3], alpha=0.5, linewidths=0,
+               label="diagonal (velocity)")  # fmt: skip
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_aspect("equal")
+    ax.set_xlabel("start time s")
+    ax.set_ylabel("end time t")
+    if title:
+        ax.set_title(title, fontsize=10)

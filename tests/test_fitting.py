@@ -411,3 +411,19 @@ def test_every_method_lowers_its_map_error_against_the_oracle(method):
 
     before, after = error(untrained), error(model)
     assert after < 0.9 * before, f"{method}: map error of one step from {start} to 1: {before:.3f} -> {after:.3f}"
+
+
+def test_training_pairs_are_what_each_method_draws():
+    """flow matching: the diagonal only; consistency models: jumps to t = 1; free pairs: t >= s with the default
+    share on the diagonal."""
+    s, t, on_diagonal = fitting.training_pairs("flow_matching", n=300)
+    assert bool(on_diagonal.all()) and torch.equal(s, t)
+    s, t, on_diagonal = fitting.training_pairs("consistency_training", n=300)
+    assert bool((t == 1).all()) and not bool(on_diagonal.any())
+    s, t, on_diagonal = fitting.training_pairs("lsd", n=4000)
+    assert bool((t >= s).all())
+    assert abs(float(on_diagonal.double().mean()) - fitting.defaults("lsd")["diagonal_fraction"]) < 0.03
+    with pytest.raises(ValueError, match="seed"):
+        fitting.training_pairs("lsd", seed=-1)
+    with pytest.raises(TypeError, match="unknown option"):
+        fitting.training_pairs("lsd", nonsense=1)

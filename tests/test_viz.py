@@ -75,3 +75,35 @@ def test_time_pair_cells_are_centred_on_the_grid_times_and_map_errors_share_one_
     assert isinstance(errors.norm, matplotlib.colors.LogNorm)
     assert (errors.norm.vmin, errors.norm.vmax) == viz.MAP_ERROR_RANGE
     plt.close(fig)
+
+
+def test_consistency_rules_are_drawn_on_the_path_they_name():
+    from flowlib import data
+
+    mix = data.mixture("eight_gaussians")
+    fig, axes = plt.subplots(1, 3)
+    viz.consistency_rules(axes, mix.flow_map, mix.velocity, torch.tensor([-0.2, 0.7]))
+    path = axes[0].lines[0].get_xydata()
+    end = mix.flow_map(torch.tensor([[-0.2, 0.7]], dtype=torch.float64), 0.4, 0.9)[0].numpy()
+    assert min(((path - end) ** 2).sum(1)) < 1e-3, "the jump's end lies on the drawn path"
+    labels = [{text.get_text() for text in ax.texts} for ax in axes]
+    assert {r"$X_{s,t}$", r"$X_{s,u}$", r"$X_{u,t}$"} <= labels[0]  # two jumps make one
+    assert r"$\partial_t X_{s,t} = b_t(X_{s,t})$" in labels[1]  # the end moves with the flow
+    assert {r"$X_{s,t}(x)$", r"$X_{s',t}(x')$"} <= labels[2]  # a later start, the same end
+    with pytest.raises(ValueError, match="three axes"):
+        viz.consistency_rules(axes[:2], mix.flow_map, mix.velocity, torch.zeros(2))
+    with pytest.raises(ValueError, match="s < u < t"):
+        viz.consistency_rules(axes, mix.flow_map, mix.velocity, torch.zeros(2), s=0.5, u=0.4, t=0.9)
+    plt.close(fig)
+
+
+def test_training_pairs_picture_shows_the_drawn_pairs():
+    from flowlib import fitting
+
+    s, t, on_diagonal = fitting.training_pairs("psd", n=400)
+    fig, ax = plt.subplots()
+    viz.training_pairs(ax, s, t, "psd")
+    jumps, diagonal = ax.collections
+    assert len(jumps.get_offsets()) == int((~on_diagonal).sum())
+    assert len(diagonal.get_offsets()) == int(on_diagonal.sum())
+    plt.close(fig)
