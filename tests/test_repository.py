@@ -239,3 +239,24 @@ def test_every_figure_has_a_caption_a_name_and_alt_text():
             assert not re.search(r"\{\w+\}`", figure["caption"]), f"{where}: roles do not render in a caption"
             names.append(figure.get("name"))
     assert names and None not in names and len(set(names)) == len(names), "figure names must be unique"
+
+
+def test_library_names_quoted_in_the_prose_exist():
+    """`module.name` in a chapter's or appendix's prose names something flowlib has (renames leave no stale text)."""
+    import importlib
+
+    import flowlib
+
+    modules = {name for name in dir(flowlib) if not name.startswith("_")} | {
+        line.split("`flowlib.")[1].split("`")[0] for line in (flowlib.__doc__ or "").splitlines() if "`flowlib." in line
+    }
+    texts = [source(c) for p in CHAPTERS for c in cells(p) if c["cell_type"] == "markdown"]
+    texts += [p.read_text() for p in (ROOT / "book").glob("*.md")]
+    quoted = {m.groups() for t in texts for m in re.finditer(r"`(?:flowlib\.)?([a-z_]+)\.([A-Za-z_]\w*)", t)}
+    checked = 0
+    for module, name in quoted:
+        if module not in modules:
+            continue
+        checked += 1
+        assert hasattr(importlib.import_module(f"flowlib.{module}"), name), f"the prose quotes {module}.{name}"
+    assert checked > 20, "the prose quotes the library often; the pattern found too few names"
