@@ -180,10 +180,10 @@ class FloorReport:
         return self.ratio * relative
 
     def __str__(self) -> str:
+        """Two short lines (they fit a page's code column): the value, then the floor and the ratio."""
         return (
-            f"{self.metric}: {self.value:.4f} ± {self.value_se:.4f}  "
-            f"(floor {self.floor:.4f} ± {self.floor_se:.4f}, ratio {self.ratio:.2f} ± {self.ratio_se:.2f}; "
-            f"n = {self.n}, {self.repeats} repeats)"
+            f"{self.metric}: {self.value:.4f} ± {self.value_se:.4f} (n = {self.n}, {self.repeats} repeats)\n"
+            f"    floor {self.floor:.4f} ± {self.floor_se:.4f}, ratio {self.ratio:.2f} ± {self.ratio_se:.2f}"
         )
 
 

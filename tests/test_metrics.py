@@ -116,6 +116,9 @@ def test_floor_report_ratio_and_its_error():
     assert report.ratio == 2.0
     assert report.ratio_se == pytest.approx(2.0 * math.hypot(0.1, 0.1))
     assert metrics.FloorReport("m", 1.0, 0.1, 0.0, 0.0, 10, 3).ratio == math.inf
+    lines = str(metrics.FloorReport("energy distance", 0.00123, 0.0001, 0.001, 0.0001, 4000, 10)).splitlines()
+    assert len(lines) == 2 and all(len(line) <= 60 for line in lines), "a report fits a page's code column"
+    assert "ratio 1.23 ± 0.16" in lines[1]
 
 
 def test_map_error_grid_is_zero_for_the_oracle_and_matches_a_direct_computation():
