@@ -56,6 +56,18 @@ def use_style() -> None:
             "animation.embed_limit": 8.0,
         }
     )
+    _sharp_inline_figures()
+
+
+def _sharp_inline_figures() -> None:
+    """In a notebook, draw inline figures at twice the pixels for their size (sharp on a page that scales them)."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # plain Python: nothing is drawn inline
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
 
 
 def to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -186,6 +186,24 @@ def test_one_search_box_and_a_sidebar_button_that_hides_the_sidebar(server, brow
     page.page.close()
 
 
+@pytest.mark.browser
+def test_figures_are_sharp_and_described(server, browser):
+    """Figures carry at least 1.5 pixels per displayed pixel, a caption, and alt text that is not a file path."""
+    page = Page(browser, chapter_url(server, CHAPTERS[6]))
+    page.page.wait_for_timeout(300)
+    images = page.page.evaluate(
+        """() => [...document.querySelectorAll('figure img')].map(img => ({natural: img.naturalWidth,
+                 shown: img.getBoundingClientRect().width, alt: img.alt,
+                 caption: (img.closest('figure').querySelector('figcaption') || {}).textContent || ''}))"""
+    )
+    assert len(images) >= 3, f"chapter 7's figures should be numbered figures with captions; found {len(images)}"
+    for image in images:
+        assert image["natural"] >= 1.5 * image["shown"], f"a blurry figure: {image}"
+        assert len(image["alt"]) > 20 and "/" not in image["alt"], f"alt text: {image['alt']!r}"
+        assert "Fig" in image["caption"], f"no numbered caption: {image['caption']!r}"
+    page.page.close()
+
+
 def explorer_state(root) -> dict:
     return root.evaluate(
         """el => ({draws: +el.dataset.draws, s: el.dataset.s, t: el.dataset.t, playing: el.dataset.playing,
