@@ -2,7 +2,7 @@ r"""The benchmark: every method of the book, the same CPU-time budget, scored ag
 
 Run it from the repository root::
 
-    python -m benchmarks --threads 2  # the full benchmark (about 80 minutes on an idle 2-core CPU)
+    python -m benchmarks --threads 2  # the full benchmark (about 90 minutes on an idle 2-core CPU)
     python -m benchmarks --quick      # a seconds-long smoke run (the tests use it)
     python -m benchmarks --threads 2 --datasets eight_gaussians --merge  # rerun one dataset only
     python -m benchmarks --render     # redraw the table and chart from the existing benchmark.json

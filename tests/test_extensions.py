@@ -1,0 +1,53 @@
+"""The book's local Sphinx extensions (book/_ext), tested as functions; the site tests check their effect."""
+
+import sys
+
+from notebooks import ROOT
+
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+
+import colab_links  # noqa: E402
+import stream_outputs  # noqa: E402
+import theme_fixes  # noqa: E402
+
+
+def stream(text: str, name: str = "stdout") -> dict:
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+def test_redraws_of_a_progress_bar_collapse_to_the_last_one():
+    outputs = [stream("\rfit:   0%| 0/10"), stream("\rfit:  50%| 5/10"), stream("\rfit: 100%| 10/10\n"),
+               stream("fit: trained\n"), {"output_type": "display_data", "data": {}}, stream("after\n")]  # fmt: skip
+    joined = stream_outputs.join_streams_like_a_terminal(outputs)
+    assert [o["output_type"] for o in joined] == ["stream", "display_data", "stream"]
+    assert joined[0]["text"] == "fit: 100%| 10/10\nfit: trained\n"
+    assert outputs[0]["text"] == "\rfit:   0%| 0/10", "the executed notebook's outputs are left as they were"
+    assert stream_outputs.collapse_carriage_returns("a\rb\r\nc") == "b\nc"
+
+
+def test_myst_nb_joins_streams_through_the_extension():
+    stream_outputs._patch_myst_nb()
+    stream_outputs._patch_myst_nb()  # twice: still one wrapper
+    import myst_nb.core.render as render
+
+    merged = render.coalesce_streams([stream("\rA 10%"), stream("\rA 100%")])
+    assert len(merged) == 1 and merged[0]["text"].strip() == "A 100%"
+
+
+def test_the_colab_launch_button_opens_the_colab_edition():
+    context = {"header_buttons": [{"label": "launch-buttons", "buttons": [
+        {"url": "https://colab.research.google.com/github/o/r/blob/main/book/07_x.ipynb"},
+        {"url": "https://example.org/book/07_x.ipynb"}]}]}  # fmt: skip
+    colab_links._colab_edition(None, "book/07_x", "page.html", context, None)
+    urls = [button["url"] for button in context["header_buttons"][0]["buttons"]]
+    assert urls == ["https://colab.research.google.com/github/o/r/blob/main/colab/07_x.ipynb",
+                    "https://example.org/book/07_x.ipynb"]  # fmt: skip
+
+
+def test_the_theme_keeps_its_navbar_off():
+    class Config:
+        html_theme_options = {"launch_buttons": {}}
+
+    config = Config()
+    theme_fixes._no_navbar_search(None, config)
+    assert config.html_theme_options == {"launch_buttons": {}, "navbar_persistent": []}
