@@ -183,7 +183,7 @@ def _score(b: torch.Tensor, x: torch.Tensor, t: float, path: Interpolant) -> tor
 def integrate_sde(
     model: object,
     x: torch.Tensor,
-    times: torch.Tensor,
+    times: Steps,
     epsilon: float = 1.0,
     generator: torch.Generator | None = None,
     interpolant: str = "linear",
@@ -203,7 +203,7 @@ def integrate_sde(
     Args:
         model: a :class:`~flowlib.flowmap.VelocityModel`, a flow map (its diagonal) or a ``velocity(x, t)``.
         x: noise ``(batch, ...)`` at ``times[0]``.
-        times: an increasing grid ending at 1, ``(n_times,)``.
+        times: the number of equal steps from 0 to 1, or an increasing grid ending at 1, ``(n_times,)``.
         epsilon: the noise level :math:`\epsilon \ge 0`.
         generator: the source of the Brownian increments (on ``x``'s device).
         interpolant: the path the velocity belongs to.
@@ -211,6 +211,7 @@ def integrate_sde(
     """
     if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or epsilon < 0:
         raise ValueError(f"epsilon must be a number >= 0; got {epsilon!r}")
+    as_points(x, "x")
     times = _grid(times)
     if not bool((times.diff() > 0).all()) or abs(float(times[-1]) - 1.0) > 1e-9:
         raise ValueError("the SDE is integrated on an increasing grid that ends at t = 1")
