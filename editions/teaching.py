@@ -88,8 +88,7 @@ def readme_table(record: dict) -> str:
 def page(record: dict) -> str:
     """``book/generated/teaching.md``: the overview table, then each chapter's objectives and exercises."""
     lines = [
-        f"Times measured on {record['machine']}, {record['measured']}, chapters run in order from an empty "
-        "model cache (`python tests/notebooks.py --record`).",
+        f"Times measured on {record['machine']}, {record['measured']} ({record['how']}).",
         "",
         "| chapter | full mode | smoke mode | homework | lab |",
         "|---|---|---|---|---|",
