@@ -1,5 +1,5 @@
-"""``python -m editions`` rewrites the generated files (the Colab editions, the teachers' tables, the README's
-chapter times); ``--check`` fails when a committed one is stale.
+"""``python -m editions`` rewrites the generated files (the Colab and student editions, the teachers' tables, the
+README's chapter times); ``--check`` fails when a committed one is stale.
 """
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report editions that differ from the sources")
     args = parser.parse_args(argv)
     if args.check:
-        problems = [f"colab/{name}" for name in colab.stale()] + teaching.stale()
+        problems = (
+            [f"colab/{name}" for name in colab.stale()]
+            + [f"student/{name}" for name in colab.stale(colab.STUDENT_OUT, student=True)]
+            + teaching.stale()
+        )
         for name in problems:
             print(f"{name} is out of date: run python -m editions", file=sys.stderr)
         return 1 if problems else 0
-    for path in [*colab.write(), *teaching.write()]:
+    for path in [*colab.write(), *colab.write(colab.STUDENT_OUT, student=True), *teaching.write()]:
         print(f"wrote {path.relative_to(colab.myst.ROOT)}")
     return 0
 

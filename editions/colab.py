@@ -20,9 +20,10 @@ import json
 import re
 from pathlib import Path
 
-from editions import myst
+from editions import marks, myst
 
 OUT = myst.ROOT / "colab"
+STUDENT_OUT = myst.ROOT / "student"
 ROLE = re.compile(r"\{(?P<name>[\w:-]+)\}`(?P<content>[^`]*)`")
 ADMONITIONS = {"note", "tip", "important", "warning", "caution", "attention", "hint", "seealso", "admonition"}
 
@@ -109,8 +110,10 @@ def _details(summary: str, body: str) -> str:
     return f"<details>\n<summary><b>{summary}</b> (open it after trying the exercise)</summary>\n\n{body}\n\n</details>"
 
 
-def convert_directives(text: str, cited: list[str]) -> str:
+def convert_directives(text: str, cited: list[str], student: bool = False) -> str:
     """Rewrite the directives of one Markdown cell (exercises, solutions, admonitions, the bibliography).
+
+    In a student edition (``student``) solutions are left out.
 
     Raises:
         ValueError: an unknown directive, or a solution of an unknown exercise.
@@ -126,7 +129,8 @@ def convert_directives(text: str, cited: list[str]) -> str:
         elif name == "solution":
             if argument not in myst.exercises():
                 raise ValueError(f"a solution to {argument!r}, which is not an exercise's label")
-            pieces.append(_details(f"Solution to exercise {myst.exercises()[argument][0]}", body))
+            if not student:
+                pieces.append(_details(f"Solution to exercise {myst.exercises()[argument][0]}", body))
         elif name == "footbibliography":
             entries = [f"- {myst.reference(key)}" for key in cited]
             pieces.append("\n".join(entries) if entries else "*This chapter cites no sources.*")
@@ -194,8 +198,59 @@ def setup_cells(source_path: Path) -> list[dict]:
     ]
 
 
-def colab_edition(source_path: Path) -> dict:
-    """The Colab edition of one chapter, as notebook JSON.
+def _exercise_labels(text: str) -> list[str]:
+    """The labels of the exercises stated in one Markdown cell."""
+    return [options["label"] for _, _, name, _, options, _ in _directive_blocks(text) if name == "exercise"]
+
+
+def answer_cell(label: str) -> dict:
+    """The student edition's cell for a written answer to an exercise no machine grades (an nbgrader
+    manually graded cell, 2 points).
+    """
+    number = myst.exercises()[label][0]
+    cell = _markdown(f"{label}-written", f"**Your answer to exercise {number}.** YOUR ANSWER HERE")
+    cell["metadata"] = {
+        "nbgrader": {"grade": True, "grade_id": f"{label}-written", "locked": False, "points": 2,
+                     "schema_version": 3, "solution": True, "task": False}
+    }  # fmt: skip
+    return cell
+
+
+def _code_cell(cell: dict, gated: str | None, student: bool) -> dict | None:
+    """A code cell as an edition shows it (None: left out).
+
+    Reader editions strip the grading markers and hide a solution's cells behind a Colab form title; a student
+    edition keeps the code outside solutions, the answer cells with their solution cleared and the public
+    checks, and leaves out the rest of each solution and the hidden tests.
+    """
+    cell = {**cell, "outputs": [], "execution_count": None}
+    found = marks.mark(cell)
+    if found is not None and gated != found.label:
+        raise ValueError(f"cell {cell.get('id')}: a graded cell of {found.label} outside that exercise's solution")
+    if student:
+        if gated is None:
+            return cell
+        if found is None or found.role == "hidden":
+            return None
+        if found.role == "answer":
+            cell["source"] = marks.clear_solutions(myst.source(cell)).splitlines(keepends=True)
+        return cell
+    code = marks.strip_markers(myst.source(cell))
+    if gated:
+        number = myst.exercises()[gated][0]
+        cell["metadata"] = {**cell["metadata"], "cellView": "form", "jupyter": {"source_hidden": True}}
+        what = "the autograder's hidden test" if found and found.role == "hidden" else "double-click to show the code"
+        code = f"#@title Solution to exercise {number} ({what})\n" + code
+    cell["source"] = code.splitlines(keepends=True)
+    return cell
+
+
+def colab_edition(source_path: Path, student: bool = False) -> dict:
+    """The Colab edition of one chapter, as notebook JSON; with ``student``, the student edition.
+
+    A student edition leaves out every solution (its prose, its code, the hidden tests), keeps each graded
+    exercise's answer cell with the solution replaced by ``raise NotImplementedError()`` and its public check,
+    and adds a written-answer cell after every other exercise.
 
     Raises:
         ValueError: the source uses markup the edition cannot render (named in the message).
@@ -205,6 +260,7 @@ def colab_edition(source_path: Path) -> dict:
     markdown = [i for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "markdown"]
     numbered = number_headings([myst.source(notebook["cells"][i]) for i in markdown], chapter)
     texts = dict(zip(markdown, numbered, strict=True))
+    graded = {found.label for c in notebook["cells"] if (found := marks.mark(c))}
 
     cited: list[str] = []
     for i in markdown:  # citations first, so that the reference list knows every key in order
@@ -217,36 +273,58 @@ def colab_edition(source_path: Path) -> dict:
         if i == first_code:
             cells.extend(setup_cells(source_path))
         if cell["cell_type"] == "code":
-            cell = {**cell, "outputs": [], "execution_count": None}
-            if gated:
-                number = myst.exercises()[gated][0]
-                cell["metadata"] = {**cell["metadata"], "cellView": "form", "jupyter": {"source_hidden": True}}
-                title = f"#@title Solution to exercise {number} (double-click to show the code)\n"
-                cell["source"] = (title + myst.source(cell)).splitlines(keepends=True)
-            cells.append(cell)
+            if (shown := _code_cell(cell, gated, student)) is not None:
+                cells.append(shown)
             continue
         text = "\n".join(line for line in texts[i].split("\n") if not myst.TARGET.match(line))
+        labels = _exercise_labels(text)
         if (label := _gated_solution_start(text)) is not None:
             gated = label
             number = myst.exercises()[label][0]
-            text = f"**Solution to exercise {number}.** Its code is in the hidden cells below: try the exercise first."
+            text = (
+                ""
+                if student
+                else (
+                    f"**Solution to exercise {number}.** Its code is in the hidden cells below: try the exercise first."
+                )
+            )
         elif gated and (before_end := _strip_solution_end(text)) is not None:
             number = myst.exercises()[gated][0]
             text = _details(f"Solution to exercise {number}, explained", before_end) if before_end else ""
+            text = "" if student else text
             gated = None
+        elif gated and student:
+            text = ""
         else:
-            text = convert_directives(text, cited)
+            text = convert_directives(text, cited, student)
         if i == 0:
-            text += (
-                f"\n\n*Colab edition, generated from `{source_path.relative_to(myst.ROOT).as_posix()}`; "
-                f"the same chapter on the book's site: {myst.page_url(source_path)}.*"
-            )
+            text += _provenance(source_path, student)
         if text.strip():
             cells.append({**cell, "source": text.splitlines(keepends=True)})
+        if student:
+            cells.extend(answer_cell(label) for label in labels if label not in graded)
     if gated:
         raise ValueError(f"{source_path.name}: the solution to {gated} is never closed by {{solution-end}}")
     metadata = {**notebook["metadata"], "colab": {"provenance": [], "toc_visible": True}}
+    if student:
+        metadata["flowmaps"] = {"edition": "student", "chapter": source_path.stem}
     return {**notebook, "cells": cells, "metadata": metadata}
+
+
+def _provenance(source_path: Path, student: bool) -> str:
+    """The note under a chapter's first cell: which edition this is and where it came from."""
+    source = source_path.relative_to(myst.ROOT).as_posix()
+    if not student:
+        return (
+            f"\n\n*Colab edition, generated from `{source}`; the same chapter on the book's site: "
+            f"{myst.page_url(source_path)}.*"
+        )
+    return (
+        f"\n\n*Student edition, generated from `{source}`: the solutions are left out. Write code where a cell "
+        "says `# YOUR CODE HERE` (delete the `raise NotImplementedError()` line), run the check below it, and write "
+        "the other answers where a cell says YOUR ANSWER HERE. Your teacher grades the notebook with "
+        "`python -m editions.grade`, which also runs hidden tests on other cases.*"
+    )
 
 
 def render(notebook: dict) -> str:
@@ -254,23 +332,23 @@ def render(notebook: dict) -> str:
     return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
 
 
-def write(out: Path = OUT) -> list[Path]:
-    """Write the Colab edition of every chapter into ``out``; return the paths written."""
+def write(out: Path = OUT, student: bool = False) -> list[Path]:
+    """Write the Colab (or student) edition of every chapter into ``out``; return the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in myst.CHAPTERS:
         target = out / path.name
-        target.write_text(render(colab_edition(path)), encoding="utf-8")
+        target.write_text(render(colab_edition(path, student)), encoding="utf-8")
         written.append(target)
     return written
 
 
-def stale(out: Path = OUT) -> list[str]:
-    """The chapters whose committed Colab edition differs from what the sources generate now."""
+def stale(out: Path = OUT, student: bool = False) -> list[str]:
+    """The chapters whose committed Colab (or student) edition differs from what the sources generate now."""
     problems = []
     for path in myst.CHAPTERS:
         target = out / path.name
-        if not target.exists() or target.read_text(encoding="utf-8") != render(colab_edition(path)):
+        if not target.exists() or target.read_text(encoding="utf-8") != render(colab_edition(path, student)):
             problems.append(path.name)
     extra = {p.name for p in out.glob("*.ipynb")} - {p.name for p in myst.CHAPTERS}
     return problems + sorted(f"{name} (no source)" for name in extra)

@@ -1,8 +1,16 @@
-"""Exercise checks (chapters 1-4): call one on your answer and read what it says.
+"""Exercise checks: call one on your answer and read what it says.
 
-Each check prints a short confirmation when the answer is right and raises an
-``AssertionError`` with a hint when it is not. They compare against flowlib's own
-implementations, which the test-suite verifies independently.
+Two kinds of function live here, one pair per code exercise:
+
+* ``check_*`` — the **public check** a chapter asks you to run. It prints a short confirmation when the
+  answer is right and raises an ``AssertionError`` with a hint when it is not (also when the function is
+  still the student edition's ``raise NotImplementedError()``).
+* ``grade_*`` — the **hidden test** the autograder adds (``python -m editions.grade``). It draws other
+  cases at random (other fields, mixtures, times, step counts), and while it calls your function the
+  library's own answer to that exercise is switched off (:func:`forbidding`), so a solution that only
+  calls it fails with a message that says so.
+
+The reference answers are flowlib's own implementations, which the test-suite verifies independently.
 
 Example:
     >>> from flowlib import exercises, ode
@@ -12,17 +20,87 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from unittest import mock
 
 import torch
 
 from flowlib._validate import check_callable
-from flowlib.exact import LinearField
+from flowlib.exact import GaussianMixture, LinearField
 
 
 def _ok(message: str) -> None:
     print(f"\u2713 {message}")
+
+
+def _call(function: Callable, name: str, *args: object) -> object:
+    """Call an answer; the student edition's unwritten ``raise NotImplementedError()`` becomes a clear message."""
+    name = getattr(function, "__name__", name) if getattr(function, "__name__", "<")[0] != "<" else name
+    try:
+        return function(*args)
+    except NotImplementedError:
+        raise AssertionError(
+            f"{name} is not written yet: replace `raise NotImplementedError()` in its cell by your code, run that "
+            "cell, then run this check again"
+        ) from None
+
+
+def _resolve(dotted: str) -> object:
+    """The object at a dotted path: the longest importable module prefix, then attributes."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            found = getattr(found, attribute)
+        return found
+    raise ValueError(f"{dotted!r} names no importable module")
+
+
+@contextlib.contextmanager
+def forbidding(*names: str) -> Iterator[None]:
+    """Switch library functions off while an answer runs: calling one raises an ``AssertionError`` naming it.
+
+    Hidden tests wrap the call of an answer in it, so that an exercise that asks for a computation cannot be
+    passed by calling the library's own version. Everything is restored on exit.
+
+    Args:
+        names: dotted paths such as ``"flowlib.ode.heun_step"`` or ``"flowlib.exact.GaussianMixture.velocity"``.
+
+    Raises:
+        ValueError: a name that does not resolve (raised on entry).
+    """
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            owner_path, attribute = name.rsplit(".", 1)
+            owner = _resolve(owner_path)
+            if not hasattr(owner, attribute):
+                raise ValueError(f"{name!r}: {owner_path} has no attribute {attribute!r}")
+
+            def refuse(*args: object, _name: str = name, **kwargs: object) -> None:
+                raise AssertionError(f"the exercise asks you to compute this yourself, but your code called {_name}")
+
+            stack.enter_context(mock.patch.object(owner, attribute, refuse))
+        yield
+
+
+def refuse_library_answer(answer: object, *names: str) -> None:
+    """Fail when the answer *is* one of the named library functions (passed itself rather than called)."""
+    for name in names:
+        if answer is _resolve(name):
+            raise AssertionError(f"the exercise asks you to write this yourself; your answer is {name} itself")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 1
+
+#: numbers of steps from t = 0 to t = 1 at which an order is measured
+ORDER_STEPS = (8, 16, 32, 64)
+STEPPERS = ("flowlib.ode.euler_step", "flowlib.ode.heun_step", "flowlib.ode.midpoint_step", "flowlib.ode.rk4_step")
 
 
 def _speeding_rotation(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -35,7 +113,45 @@ def _speeding_rotation(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return speed[:, None] * torch.stack([-x[:, 1], x[:, 0]], dim=1)
 
 
-def measured_order(step: Callable, field: LinearField | None = None, steps: tuple[int, ...] = (8, 16, 32, 64)) -> float:
+def _accelerating_linear_field(seed: int) -> tuple[Callable, Callable]:
+    r"""A random time-dependent linear field :math:`b_t(x) = (1 + c\,t)\,A x` and its exact map from 0 to 1.
+
+    All its matrices commute, so :math:`X_{0,1}(x) = e^{(1 + c/2) A} x`; :math:`\|A\|_2 = 1.5`, :math:`c \in [1, 3]`.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    matrix = torch.randn(2, 2, generator=generator, dtype=torch.float64)
+    matrix = 1.5 * matrix / torch.linalg.matrix_norm(matrix, ord=2)
+    growth = 1.0 + 2.0 * float(torch.rand((), generator=generator, dtype=torch.float64))
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        times = torch.as_tensor(t, dtype=x.dtype).expand(x.shape[0])
+        return (1 + growth * times)[:, None] * (x @ matrix.T)
+
+    def exact(x: torch.Tensor) -> torch.Tensor:
+        return x @ torch.linalg.matrix_exp((1 + growth / 2) * matrix).T
+
+    return velocity, exact
+
+
+def _order(step: Callable, velocity: Callable, x: torch.Tensor, exact: torch.Tensor, steps: tuple[int, ...]) -> float:
+    """The slope of log(error at t = 1) against log(step size) for ``step`` on ``velocity`` from ``x``."""
+    errors = []
+    for n in steps:
+        y, h = x.clone(), 1.0 / n
+        for k in range(n):
+            y = _call(step, "your stepper", velocity, y, torch.full((x.shape[0],), k * h, dtype=x.dtype), h)
+            if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+                raise AssertionError(f"the stepper returned {type(y).__name__}: return x_next, a tensor shaped like x")
+        errors.append(float((y - exact).norm(dim=1).max()))
+    if not all(math.isfinite(e) and e > 0 for e in errors):
+        raise AssertionError(f"the stepper's errors are {errors}: it should return a finite x_next shaped like x")
+    xs = [math.log(1.0 / n) for n in steps]
+    ys = [math.log(e) for e in errors]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((a - mx) * (b - my) for a, b in zip(xs, ys, strict=True)) / sum((a - mx) ** 2 for a in xs)
+
+
+def measured_order(step: Callable, field: LinearField | None = None, steps: tuple[int, ...] = ORDER_STEPS) -> float:
     """Order of convergence of a one-step method, measured on a field whose flow is known exactly.
 
     Args:
@@ -51,18 +167,7 @@ def measured_order(step: Callable, field: LinearField | None = None, steps: tupl
     check_callable(step, "step", "step(velocity, x, t, h)")
     x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     velocity, exact = (_speeding_rotation, -x) if field is None else (field.velocity, field.flow_map(x, 0.0, 1.0))
-    errors = []
-    for n in steps:
-        y, h = x.clone(), 1.0 / n
-        for k in range(n):
-            y = step(velocity, y, torch.full((16,), k * h, dtype=torch.float64), h)
-        errors.append(float((y - exact).norm(dim=1).max()))
-    if not all(math.isfinite(e) and e > 0 for e in errors):
-        raise AssertionError(f"the stepper's errors are {errors}: it should return a finite x_next shaped like x")
-    xs = [math.log(1.0 / n) for n in steps]
-    ys = [math.log(e) for e in errors]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((a - mx) * (b - my) for a, b in zip(xs, ys, strict=True)) / sum((a - mx) ** 2 for a in xs)
+    return _order(step, velocity, x, exact, steps)
 
 
 def check_stepper(step: Callable, expected_order: int) -> None:
@@ -75,21 +180,95 @@ def check_stepper(step: Callable, expected_order: int) -> None:
     _ok(f"your stepper converges with order {order:.2f} (expected {expected_order})")
 
 
+class _Counted:
+    """A velocity that counts its calls."""
+
+    def __init__(self, velocity: Callable) -> None:
+        self.velocity, self.calls = velocity, 0
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.velocity(x, t)
+
+
+def grade_stepper(
+    step: Callable, expected_order: int, evaluations_per_step: int, seeds: tuple[int, ...] = (1, 2, 3)
+) -> None:
+    """Chapter 1, hidden: the order on random time-dependent linear fields, without flowlib's steppers.
+
+    Args:
+        step: the answer, ``step(velocity, x, t, h)``.
+        expected_order: the method's order of convergence.
+        evaluations_per_step: the most velocity evaluations one step of the method may take.
+        seeds: one random field per seed.
+    """
+    check_callable(step, "step", "step(velocity, x, t, h)")
+    refuse_library_answer(step, *STEPPERS)
+    for seed in seeds:
+        velocity, exact = _accelerating_linear_field(seed)
+        counted = _Counted(velocity)
+
+        x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(100 + seed))
+        with forbidding(*STEPPERS, "flowlib.ode.integrate"):
+            order = _order(step, counted, x, exact(x), ORDER_STEPS)
+        assert abs(order - expected_order) < 0.3, (
+            f"on a random time-dependent linear field (seed {seed}) the stepper's order is {order:.2f}, "
+            f"expected {expected_order}"
+        )
+        per_step = counted.calls / sum(ORDER_STEPS)
+        assert per_step <= evaluations_per_step, (
+            f"the stepper evaluates the velocity {per_step:g} times per step; this method needs {evaluations_per_step}"
+        )
+    _ok(f"order {expected_order} on {len(seeds)} random time-dependent fields, {evaluations_per_step} evaluations/step")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 2
+
+#: the library's answers to the exercises on velocities of a given mixture
+MIXTURE_ANSWERS = (
+    "flowlib.exact.GaussianMixture.velocity",
+    "flowlib.exact.GaussianMixture.denoiser",
+    "flowlib.exact.GaussianMixture.flow_map",
+)
+
+
+def _same(yours: object, expected: torch.Tensor, what: str, atol: float = 1e-6) -> None:
+    """Assert that ``yours`` is a tensor shaped like ``expected`` and within ``atol`` (relative to its size)."""
+    assert isinstance(yours, torch.Tensor), f"return a tensor, not {type(yours).__name__}"
+    assert yours.shape == expected.shape, f"return shape {tuple(expected.shape)}, not {tuple(yours.shape)} ({what})"
+    worst = float((yours.to(expected.dtype) - expected).abs().max())
+    scale = 1.0 + float(expected.abs().max())
+    assert math.isfinite(worst) and worst <= atol * scale, f"off by up to {worst:.3g} {what}"
+
+
 def check_point_mass_velocity(velocity: Callable) -> None:
     """Chapter 2: ``velocity(x, t, mu)`` for data that is a single point mu (linear interpolant)."""
-    from flowlib.exact import GaussianMixture
-
     check_callable(velocity, "velocity", "velocity(x, t, mu)")
     mu = torch.tensor([1.5, -0.5], dtype=torch.float64)
     nearly_a_point = GaussianMixture([1.0], mu[None], 1e-10)
     x = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for t in (0.0, 0.3, 0.8):
-        yours = velocity(x, t, mu)
+        yours = _call(velocity, "point_mass_velocity", x, t, mu)
         assert isinstance(yours, torch.Tensor) and yours.shape == x.shape, "return a tensor shaped like x"
         assert torch.allclose(yours, nearly_a_point.velocity(x, t), atol=1e-5), (
             f"wrong at t = {t}: the conditional velocity is x1 - x0 with x0 = (x - t mu) / (1 - t)"
         )
     _ok("your velocity matches the exact one for data concentrated at one point")
+
+
+def grade_point_mass_velocity(velocity: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 2, hidden: random points mu in 1 to 3 dimensions and random times, without the mixture oracle."""
+    check_callable(velocity, "velocity", "velocity(x, t, mu)")
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        dim = 1 + seed % 3
+        mu = 2 * torch.randn(dim, generator=generator, dtype=torch.float64)
+        x = torch.randn(20, dim, generator=generator, dtype=torch.float64)
+        for t in (0.0, 0.95 * float(torch.rand((), generator=generator, dtype=torch.float64))):
+            with forbidding(*MIXTURE_ANSWERS):
+                yours = _call(velocity, "point_mass_velocity", x, t, mu)
+            _same(yours, (mu - x) / (1 - t), f"for mu = {mu.tolist()} at t = {t:.3f}")
+    _ok(f"right for {len(seeds)} random points mu in 1 to 3 dimensions and random times")
 
 
 def check_mixture_velocity(velocity: Callable) -> None:
@@ -100,7 +279,7 @@ def check_mixture_velocity(velocity: Callable) -> None:
     mix = data.mixture("two_modes_1d")
     x = torch.linspace(-3, 3, 61, dtype=torch.float64)[:, None]
     for t in (0.05, 0.5, 0.9, 0.99):
-        yours = velocity(x, t)
+        yours = _call(velocity, "your mixture velocity", x, t)
         assert isinstance(yours, torch.Tensor) and yours.shape == x.shape, "return a tensor of shape (batch, 1)"
         worst = float((yours - mix.velocity(x, t)).abs().max())
         assert worst < 1e-6, (
@@ -110,25 +289,67 @@ def check_mixture_velocity(velocity: Callable) -> None:
     _ok("your mixture velocity matches flowlib's closed form at t = 0.05, 0.5, 0.9 and 0.99")
 
 
-def check_time_grid(grid: torch.Tensor | list, solver: str = "heun") -> None:
-    """Chapter 3: does your time grid beat the uniform one, at equal cost, on the sharp eight Gaussians?
+def grade_mixture_velocity(velocity: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 2, hidden: random points far into the tails and random times up to 0.999, without the oracle."""
+    from flowlib import data
 
-    Args:
-        grid: increasing times from 0 to 1 (``K + 1`` values for ``K`` steps).
-        solver: the solver to compare with.
-    """
+    check_callable(velocity, "velocity", "velocity(x, t)")
+    mix = data.mixture("two_modes_1d")
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        x = 12 * torch.rand(50, 1, generator=generator, dtype=torch.float64) - 6
+        for t in (0.0, float(torch.rand((), generator=generator, dtype=torch.float64)), 0.999):
+            expected = mix.velocity(x, t)
+            with forbidding(*MIXTURE_ANSWERS):
+                yours = _call(velocity, "your mixture velocity", x, t)
+            _same(yours, expected, f"at t = {t:.3f} for points in [-6, 6] (responsibilities from log-densities?)")
+    _ok(f"right at {len(seeds)} random sets of points in [-6, 6], at t = 0, random times and t = 0.999")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 3
+
+
+def _grid_errors(times: torch.Tensor, solver: str, seed: int) -> tuple[float, float]:
+    """Map errors of ``solver`` on the sharp eight Gaussians: on ``times`` and on the uniform grid of as many steps."""
     from flowlib import data, metrics, ode
 
-    times = torch.as_tensor(grid, dtype=torch.float64)
-    assert times.ndim == 1 and len(times) >= 2, "the grid must be a 1D list of times"
-    assert abs(float(times[0])) < 1e-12 and abs(float(times[-1]) - 1) < 1e-12, "the grid must start at 0 and end at 1"
-    assert bool((times.diff() > 0).all()), "the grid must increase strictly"
     mix = data.mixture("eight_gaussians_sharp")
-    z = torch.randn(1000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(1000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     exact = mix.flow_map(z, 0.0, 1.0)
     steps = len(times) - 1
     yours = metrics.map_error(ode.integrate(mix.velocity, z, times, solver), exact)
     uniform = metrics.map_error(ode.integrate(mix.velocity, z, ode.uniform_grid(steps), solver), exact)
+    return yours, uniform
+
+
+def _as_grid(grid: object, steps: int | None = None) -> torch.Tensor:
+    """A checked grid: 1D, from 0 to 1, strictly increasing, and ``steps + 1`` long when ``steps`` is given."""
+    try:
+        times = torch.as_tensor(grid, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise AssertionError(f"the grid must be a list or tensor of times, not {type(grid).__name__}") from None
+    assert times.ndim == 1 and len(times) >= 2, "the grid must be a 1D list of times"
+    assert steps is None or len(times) == steps + 1, f"asked for {steps} steps, the grid has {len(times)} times"
+    assert abs(float(times[0])) < 1e-12 and abs(float(times[-1]) - 1) < 1e-12, "the grid must start at 0 and end at 1"
+    assert bool((times.diff() > 0).all()), "the grid must increase strictly"
+    return times
+
+
+def check_time_grid(grid: torch.Tensor | list | Callable, solver: str = "heun", steps: int = 8) -> None:
+    """Chapter 3: does your time grid beat the uniform one, at equal cost, on the sharp eight Gaussians?
+
+    Args:
+        grid: increasing times from 0 to 1 (``K + 1`` values for ``K`` steps), or a function
+            ``grid(steps)`` that returns them (called with ``steps``).
+        solver: the solver to compare with.
+        steps: the number of steps asked of a function ``grid``.
+    """
+    if callable(grid):
+        times = _as_grid(_call(grid, "your grid function", steps), steps)
+    else:
+        times = _as_grid(grid)
+    yours, uniform = _grid_errors(times, solver, seed=0)
+    steps = len(times) - 1
     assert yours < uniform, (
         f"with {steps} {solver} steps your grid has map error {yours:.4f}, the uniform grid {uniform:.4f}. "
         "Where do the paths turn most sharply? Put more steps there."
@@ -137,6 +358,20 @@ def check_time_grid(grid: torch.Tensor | list, solver: str = "heun") -> None:
         f"{steps} {solver} steps: map error {yours:.4f} with your grid against {uniform:.4f} uniform "
         f"({uniform / yours:.1f}x better)"
     )
+
+
+def grade_time_grid(time_grid: Callable, steps: tuple[int, ...] = (4, 8, 16), seeds: tuple[int, ...] = (1, 2)) -> None:
+    """Chapter 3, hidden: ``time_grid(steps)`` beats the uniform grid at other step counts and on other noise."""
+    check_callable(time_grid, "time_grid", "time_grid(steps)")
+    for n in steps:
+        times = _as_grid(_call(time_grid, "your grid function", n), n)
+        for seed in seeds:
+            yours, uniform = _grid_errors(times, "heun", seed)
+            assert yours < uniform, f"{n} Heun steps, noise seed {seed}: {yours:.4f} against {uniform:.4f} uniform"
+    _ok(f"your grids beat the uniform one at {', '.join(map(str, steps))} Heun steps on {len(seeds)} fresh noise draws")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 4
 
 
 def check_average_velocity(average_velocity: Callable) -> None:
@@ -150,13 +385,152 @@ def check_average_velocity(average_velocity: Callable) -> None:
     mix = data.mixture("eight_gaussians")
     x = mix.sample_marginal(64, 0.3, seed=0)
     for s, t in [(0.3, 0.9), (0.3, 0.0), (0.5, 0.51)]:
-        yours = average_velocity(x, s, t)
+        yours = _call(average_velocity, "average_velocity", x, s, t)
         assert isinstance(yours, torch.Tensor) and yours.shape == x.shape, "return a tensor shaped like x"
         expected = (mix.flow_map(x, s, t) - x) / (t - s)
         assert torch.allclose(yours, expected, atol=1e-5), f"wrong for s = {s}, t = {t}"
-    yours = average_velocity(x, 0.4, 0.4)
+    yours = _call(average_velocity, "average_velocity", x, 0.4, 0.4)
     assert isinstance(yours, torch.Tensor) and bool(torch.isfinite(yours).all()), (
         "at t = s the formula divides zero by zero: return the limit instead"
     )
     assert torch.allclose(yours, mix.velocity(x, 0.4), atol=1e-6), "at t = s the average velocity is b_s(x)"
     _ok("your average velocity matches the oracle, backwards too, and tends to b_s(x) at t = s")
+
+
+def grade_average_velocity(average_velocity: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 4, hidden: random pairs (s, t) forwards and backwards, and random s = t, on the eight Gaussians."""
+    from flowlib import data
+
+    check_callable(average_velocity, "average_velocity", "average_velocity(x, s, t)")
+    mix = data.mixture("eight_gaussians")
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        s, t = (round(float(u), 4) for u in torch.rand(2, generator=generator, dtype=torch.float64))
+        x = mix.sample_marginal(32, s, seed=seed)
+        expected = (mix.flow_map(x, s, t) - x) / (t - s)
+        _same(_call(average_velocity, "average_velocity", x, s, t), expected, f"for s = {s}, t = {t}", atol=1e-5)
+        _same(_call(average_velocity, "average_velocity", x, s, s), mix.velocity(x, s), f"at s = t = {s}")
+    _ok(f"right at {len(seeds)} random pairs (s, t) and at s = t")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 5
+
+
+def _euler_jump_residual(velocity: Callable, x: torch.Tensor, s: float, t: float) -> torch.Tensor:
+    return (velocity(x, s) - velocity(x + (t - s) * velocity(x, s), t)).norm(dim=1)
+
+
+def check_euler_jump_residual(residual: Callable) -> None:
+    r"""Chapter 5: ``residual(velocity, x, s, t)`` — the Euler jump's Lagrangian residual from its formula.
+
+    Compares with :func:`flowlib.residuals.lagrangian_residual` of :func:`flowlib.exact.tangent_map`, which
+    differentiates the jump numerically, on 200 points of :math:`p_{0.2}` of the eight Gaussians.
+    """
+    from flowlib import data, residuals
+    from flowlib.exact import tangent_map
+
+    check_callable(residual, "residual", "residual(velocity, x, s, t)")
+    mix = data.mixture("eight_gaussians")
+    x = mix.sample_marginal(200, 0.2, seed=0)
+    measured = residuals.lagrangian_residual(tangent_map(mix.velocity), mix.velocity, x, 0.2, 0.9)
+    yours = _call(residual, "euler_jump_residual", mix.velocity, x, 0.2, 0.9)
+    assert isinstance(yours, torch.Tensor) and yours.shape == (200,), (
+        "return one residual per point: the norm over coordinates, a tensor of shape (batch,)"
+    )
+    worst = float((yours - measured).abs().max())
+    assert worst < 1e-5, (
+        f"off by up to {worst:.3g} from the measured residual: the jump's t-derivative is b_s(x), the field "
+        "is evaluated at the jump's end at time t"
+    )
+    _ok(f"your formula matches the finite-difference residual to {worst:.1e} (mean residual {float(yours.mean()):.3f})")
+
+
+def grade_euler_jump_residual(residual: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 5, hidden: random linear fields and random mixtures, random (s, t), without ``lagrangian_residual``."""
+    check_callable(residual, "residual", "residual(velocity, x, s, t)")
+    refuse_library_answer(residual, "flowlib.residuals.lagrangian_residual")
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        s, t = (float(u) for u in 0.9 * torch.rand(2, generator=generator, dtype=torch.float64))
+        mixture = GaussianMixture(
+            torch.rand(3, generator=generator, dtype=torch.float64) + 0.2,
+            2 * torch.randn(3, 2, generator=generator, dtype=torch.float64),
+            0.1 + 0.2 * torch.rand(3, generator=generator, dtype=torch.float64),
+        )
+        linear = LinearField(torch.randn(2, 2, generator=generator, dtype=torch.float64))
+        for name, field in (("a random mixture", mixture), ("a random linear field", linear)):
+            x = torch.randn(50, 2, generator=generator, dtype=torch.float64)
+            expected = _euler_jump_residual(field.velocity, x, s, t)
+            with forbidding("flowlib.residuals.lagrangian_residual"):
+                yours = _call(residual, "euler_jump_residual", field.velocity, x, s, t)
+            _same(yours, expected, f"on {name} for s = {s:.3f}, t = {t:.3f}")
+    _ok(f"right on {len(seeds)} random mixtures and linear fields at random (s, t)")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 7
+
+
+def _small_flow_map(seed: int, dim: int = 2) -> torch.nn.Module:
+    from flowlib.flowmap import FlowMap
+    from flowlib.nets import MLP
+
+    torch.manual_seed(seed)
+    return FlowMap(MLP(dim, width=32, depth=2, n_times=2)).double()
+
+
+def _lsd_without_stopgrad(model: torch.nn.Module, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    end, d_end = model.jvp(x, s, t, dt=1.0)
+    return (d_end - model.velocity(end, t)).pow(2).mean(1)
+
+
+def _largest_difference(gradients: tuple, expected: tuple) -> float:
+    """The largest entry-wise difference between two lists of gradients (a missing gradient counts as zero)."""
+    return max(float(((g if g is not None else 0) - e).abs().max()) for g, e in zip(gradients, expected, strict=True))
+
+
+def _compare_losses(loss: Callable, seed: int, dim: int) -> None:
+    """Assert that ``loss`` has the no-stop-gradient LSD loss's values and parameter gradients."""
+    from flowlib import losses
+
+    model = _small_flow_map(seed, dim)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, dim, generator=generator, dtype=torch.float64)
+    s, t = torch.rand(2, 64, generator=generator, dtype=torch.float64)
+    parameters = list(model.parameters())
+    reference = _lsd_without_stopgrad(model, x, s, t)
+    expected = torch.autograd.grad(reference.mean(), parameters)
+    yours = _call(loss, "lsd_no_stopgrad", model, x, s, t)
+    assert isinstance(yours, torch.Tensor) and yours.shape == (64,), (
+        "return the loss of each sample, a tensor of shape (batch,) (average the squares over coordinates only)"
+    )
+    _same(yours.detach(), reference.detach(), "in the loss's value")
+    assert yours.requires_grad, "the loss carries no gradient: do not compute it under torch.no_grad()"
+    gradients = torch.autograd.grad(yours.mean(), parameters, allow_unused=True)
+    stopped = torch.autograd.grad(losses.lsd(model, model, x, s, t), parameters)
+    distance = _largest_difference(gradients, expected)
+    if distance > 1e-6:
+        like_stopped = _largest_difference(gradients, stopped)
+        hint = (
+            "they are the stop-gradient version's: the teacher's velocity must keep its gradient"
+            if like_stopped < 1e-6
+            else "is the velocity evaluated at the jump's end, with gradients through both?"
+        )
+        raise AssertionError(f"the value is right but the gradients are not ({distance:.3g} off): {hint}")
+
+
+def check_lsd_without_stopgrad(loss: Callable) -> None:
+    """Chapter 7: ``loss(model, x, s, t)`` — LSD's off-diagonal loss with gradients through the teacher too.
+
+    Compares values and parameter gradients with the loss written from its formula on a small float64 flow map.
+    """
+    check_callable(loss, "loss", "loss(model, x, s, t)")
+    _compare_losses(loss, seed=0, dim=2)
+    _ok("your loss has the right values, and gradients that flow through the teacher's velocity too")
+
+
+def grade_lsd_without_stopgrad(loss: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 7, hidden: random small flow maps in 2 and 3 dimensions and random (s, t), forwards and backwards."""
+    check_callable(loss, "loss", "loss(model, x, s, t)")
+    for seed in seeds:
+        _compare_losses(loss, seed=seed, dim=2 + seed % 2)
+    _ok(f"right values and gradients on {len(seeds)} random flow maps")

@@ -2,11 +2,13 @@
 
 import sys
 
+import pytest
 from notebooks import ROOT
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 
 import colab_links  # noqa: E402
+import grading_marks  # noqa: E402
 import stream_outputs  # noqa: E402
 import theme_fixes  # noqa: E402
 
@@ -51,3 +53,55 @@ def test_the_theme_keeps_its_navbar_off():
     config = Config()
     theme_fixes._no_navbar_search(None, config)
     assert config.html_theme_options == {"launch_buttons": {}, "navbar_persistent": []}
+
+
+def _cell(kind: str, cell_id: str, text: str) -> dict:
+    extra = {"execution_count": None, "outputs": []} if kind == "code" else {}
+    return {"cell_type": kind, "id": cell_id, "metadata": {}, "source": text, **extra}
+
+
+MINI_NOTEBOOK = {
+    "cells": [
+        _cell("markdown", "a", "# Mini\n\n```{exercise} Add\n:label: ex-add\n\nAdd.\n```"),
+        _cell("markdown", "b", "```{solution-start} ex-add\n:class: dropdown\n```"),
+        _cell("code", "c", "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b  # the gated answer\n    ### END SOLUTION"),  # noqa: E501
+        _cell("markdown", "d", "```{solution-end}\n```"),
+        _cell("markdown", "e", "```{exercise} Say\n:label: ex-say\n\nSay.\n```"),
+        _cell("markdown", "f", "```{solution} ex-say\nThe folded answer.\n```"),
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def build_mini_site(folder, student: bool, monkeypatch) -> str:
+    """Build a one-page site with myst-nb, sphinx-exercise and the extension; return the page's HTML."""
+    import json
+
+    from sphinx.application import Sphinx
+
+    (folder / "conf.py").write_text(
+        "extensions = ['myst_nb', 'sphinx_exercise', 'grading_marks']\nnb_execution_mode = 'off'\n"
+        "exclude_patterns = ['_build']\n"
+    )
+    (folder / "index.ipynb").write_text(json.dumps(MINI_NOTEBOOK))
+    monkeypatch.setenv("FLOWMAPS_EDITION", "student" if student else "reader")
+    app = Sphinx(str(folder), str(folder), str(folder / "_build"), str(folder / "_doctrees"), "html",
+                 status=None, warning=None, freshenv=True)  # fmt: skip
+    app.build()
+    return (folder / "_build" / "index.html").read_text()
+
+
+def test_the_site_hides_grading_markers_and_a_student_build_hides_solutions(tmp_path, monkeypatch):
+    reader, student = tmp_path / "reader", tmp_path / "student"
+    reader.mkdir(), student.mkdir()
+    page = build_mini_site(reader, student=False, monkeypatch=monkeypatch)
+    assert "the gated answer" in page and "The folded answer" in page
+    assert "BEGIN SOLUTION" not in page and "END SOLUTION" not in page
+    page = build_mini_site(student, student=True, monkeypatch=monkeypatch)
+    assert "Add." in page and "Say." in page, "the exercises stay"
+    assert "the gated answer" not in page and "The folded answer" not in page
+    monkeypatch.setenv("FLOWMAPS_EDITION", "teacher")
+    with pytest.raises(ValueError, match="FLOWMAPS_EDITION must be"):
+        grading_marks.student_build()

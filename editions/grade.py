@@ -1,0 +1,203 @@
+"""Grade students' notebooks: ``python -m editions.grade SUBMISSION.ipynb [...]``.
+
+A submission is a student edition (``student/NN_name.ipynb``) that a student filled in. For each one the grader
+
+1. restores every check cell from the chapter's source (a student may have edited or deleted one) and puts the
+   hidden tests back after their public checks: the cells ``editions.marks`` describes, read from ``book/``;
+2. runs the whole notebook in a fresh kernel, in smoke mode unless ``--full`` (models train in seconds; the
+   checks do not depend on the mode), continuing after errors;
+3. gives each check and hidden test its points when its cell ran without an error, and otherwise records the
+   error's last line (the check's hint); written answers are listed for grading by hand, with the exercise's
+   rubric where its solution has one.
+
+``--csv grades.csv`` writes one row per submission and graded cell. The report is also returned by
+:func:`grade` for scripts and tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from editions import marks, myst
+
+
+@dataclass(frozen=True)
+class Item:
+    """One graded cell of one submission."""
+
+    exercise: str  # "1.2"
+    cell: str  # grade_id, e.g. "ex-1-heun-hidden"
+    points: float  # earned (None-like 0 for a written answer until a person grades it)
+    possible: float
+    message: str  # "passed", the check's last error line, or "grade by hand: <rubric>"
+
+
+def chapter_of(submission: nbformat.NotebookNode, path: Path) -> Path:
+    """The source chapter a submission was generated from (its metadata, else its file name).
+
+    Raises:
+        ValueError: neither names a chapter of the book.
+    """
+    stem = submission.metadata.get("flowmaps", {}).get("chapter") or path.stem
+    for chapter in myst.CHAPTERS:
+        if chapter.stem == stem:
+            return chapter
+    raise ValueError(f"{path.name}: not a student edition of a chapter (no flowmaps.chapter metadata, unknown name)")
+
+
+def _grading_cells(source: Path) -> tuple[dict[str, dict], dict[str, str | None]]:
+    """The source's check and hidden-test cells by grade_id (markers stripped).
+
+    Also returns, for each hidden test, the grade_id of the marked cell before it (where the grader puts it back).
+    """
+    cells, anchors, previous = {}, {}, None
+    for cell in myst.read_notebook(source)["cells"]:
+        found = marks.mark(cell)
+        if found is None:
+            continue
+        grade_id = cell["metadata"]["nbgrader"]["grade_id"]
+        if found.role != "answer":
+            cells[grade_id] = nbformat.from_dict(
+                {**cell, "source": marks.strip_markers(myst.source(cell)), "outputs": [], "execution_count": None}
+            )
+            if found.role == "hidden":
+                anchors[grade_id] = previous
+        previous = grade_id
+    return cells, anchors
+
+
+def prepare(submission: nbformat.NotebookNode, source: Path) -> nbformat.NotebookNode:
+    """The notebook the grader runs: the submission with the source's checks restored and hidden tests added."""
+    cells, anchors = _grading_cells(source)
+    graded = nbformat.from_dict(submission)
+    kept = []
+    for cell in graded.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        kept.append(cells[grade_id] if grade_id in cells and cell.cell_type == "code" else cell)
+    present = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in kept}
+    for grade_id, cell in cells.items():
+        if grade_id in present:
+            continue
+        anchor = anchors.get(grade_id)
+        ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in kept]
+        position = ids.index(anchor) + 1 if anchor in ids else len(kept)
+        kept.insert(position, cell)
+        present.add(grade_id)
+    graded.cells = kept
+    return graded
+
+
+def _error(cell: nbformat.NotebookNode) -> str | None:
+    """The last line of the error a cell raised, or None when it ran cleanly."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return f"{output.get('ename')}: {output.get('evalue')}".strip().splitlines()[-1][:300]
+    return None
+
+
+def rubric(label: str) -> str:
+    """The rubric in an exercise's solution (a paragraph that starts with **Rubric.**), or a pointer to it."""
+    for chapter in myst.CHAPTERS:
+        text = myst.solutions(chapter).get(label)
+        if text is None:
+            continue
+        for paragraph in text.split("\n\n"):
+            if paragraph.strip().startswith("**Rubric.**"):
+                return paragraph.strip().removeprefix("**Rubric.**").strip()
+    return "compare with the solution on the book's site"
+
+
+def run(path: Path, full: bool = False, timeout: int = 900) -> tuple[list[Item], nbformat.NotebookNode]:
+    """Run one submission with the hidden tests and score it.
+
+    Args:
+        path: the submitted notebook.
+        full: run in full mode instead of smoke mode.
+        timeout: seconds allowed to each cell.
+
+    Returns:
+        One :class:`Item` per graded cell, in the notebook's order, and the executed notebook.
+    """
+    submission = nbformat.read(path, as_version=4)
+    source = chapter_of(submission, path)
+    notebook = prepare(submission, source)
+    before = os.environ.get("FLOWLIB_SMOKE")
+    os.environ["FLOWLIB_SMOKE"] = "0" if full else "1"
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            client = NotebookClient(
+                notebook, timeout=timeout, kernel_name="python3", allow_errors=True,
+                resources={"metadata": {"path": folder}},
+            )  # fmt: skip
+            client.execute()
+    finally:
+        if before is None:
+            os.environ.pop("FLOWLIB_SMOKE", None)
+        else:
+            os.environ["FLOWLIB_SMOKE"] = before
+    return [item for cell in notebook.cells if (item := _score(cell)) is not None], notebook
+
+
+def _score(cell: nbformat.NotebookNode) -> Item | None:
+    """The grade of one executed cell (None for a cell that is not graded)."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    if not meta.get("grade"):
+        return None
+    grade_id = meta["grade_id"]
+    label = grade_id.rsplit("-", 1)[0]
+    number = myst.exercises()[label][0]
+    possible = float(meta.get("points", 0))
+    if cell.cell_type == "markdown":
+        return Item(number, grade_id, 0.0, possible, f"grade by hand: {rubric(label)}")
+    error = _error(cell)
+    return Item(number, grade_id, 0.0 if error else possible, possible, error or "passed")
+
+
+def grade(path: Path, full: bool = False, timeout: int = 900) -> list[Item]:
+    """The grades of one submission (see :func:`run`)."""
+    return run(path, full, timeout)[0]
+
+
+def report(path: Path, items: list[Item]) -> str:
+    """A plain-text table of one submission's grades."""
+    automatic = [i for i in items if not i.message.startswith("grade by hand")]
+    earned, possible = sum(i.points for i in automatic), sum(i.possible for i in automatic)
+    lines = [f"{path.name}: {earned:g} / {possible:g} points graded automatically"]
+    for item in items:
+        lines.append(f"  {item.exercise:>5s}  {item.cell:28s} {item.points:g}/{item.possible:g}  {item.message}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Grade the submissions named on the command line; return the process's exit status."""
+    parser = argparse.ArgumentParser(prog="python -m editions.grade", description=__doc__.split("\n\n")[0])
+    parser.add_argument("submissions", nargs="+", type=Path, help="filled-in student editions")
+    parser.add_argument("--full", action="store_true", help="run in full mode (default: smoke mode)")
+    parser.add_argument("--csv", type=Path, help="also write the grades to this CSV file")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds allowed to each cell")
+    args = parser.parse_args(argv)
+    rows = []
+    for path in args.submissions:
+        items = grade(path, full=args.full, timeout=args.timeout)
+        print(report(path, items))
+        rows += [[path.name, i.exercise, i.cell, i.points, i.possible, i.message] for i in items]
+    if args.csv:
+        with args.csv.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["submission", "exercise", "cell", "points", "possible", "message"])
+            writer.writerows(rows)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
