@@ -57,7 +57,7 @@ def chapter_of(submission: nbformat.NotebookNode, path: Path) -> Path:
 def _grading_cells(source: Path) -> tuple[dict[str, dict], dict[str, str | None]]:
     """The source's check and hidden-test cells by grade_id (markers stripped).
 
-    Also returns, for each hidden test, the grade_id of the marked cell before it (where the grader puts it back).
+    Also returns, for each, the grade_id of the marked cell before it (where the grader puts it back if missing).
     """
     cells, anchors, previous = {}, {}, None
     for cell in myst.read_notebook(source)["cells"]:
@@ -69,8 +69,7 @@ def _grading_cells(source: Path) -> tuple[dict[str, dict], dict[str, str | None]
             cells[grade_id] = nbformat.from_dict(
                 {**cell, "source": marks.strip_markers(myst.source(cell)), "outputs": [], "execution_count": None}
             )
-            if found.role == "hidden":
-                anchors[grade_id] = previous
+            anchors[grade_id] = previous
         previous = grade_id
     return cells, anchors
 
@@ -89,7 +88,7 @@ def prepare(submission: nbformat.NotebookNode, source: Path) -> nbformat.Noteboo
             continue
         anchor = anchors.get(grade_id)
         ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in kept]
-        position = ids.index(anchor) + 1 if anchor in ids else len(kept)
+        position = ids.index(anchor) + 1 if anchor is not None and anchor in ids else len(kept)
         kept.insert(position, cell)
         present.add(grade_id)
     graded.cells = kept

@@ -110,3 +110,101 @@ def test_check_average_velocity(capsys):
         exercises.check_average_velocity(lambda x, s, t: mix.velocity(x, s))  # the tangent is not the average
     with pytest.raises(AssertionError, match="return the limit"):
         exercises.check_average_velocity(lambda x, s, t: (mix.flow_map(x, s, t) - x) / (t - s))
+
+
+# ---------------------------------------------- hidden tests (grade_*): other cases, no library answer
+
+
+def heun_written_out(velocity, x, t, h):
+    slope = velocity(x, t)
+    return x + h / 2 * (slope + velocity(x + h * slope, t + h))
+
+
+def test_grade_stepper_tries_random_time_dependent_fields_and_refuses_the_library(capsys):
+    exercises.grade_stepper(heun_written_out, expected_order=2, evaluations_per_step=2)
+    assert "random time-dependent fields" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="flowlib.ode.heun_step itself"):
+        exercises.grade_stepper(ode.heun_step, expected_order=2, evaluations_per_step=2)
+    with pytest.raises(AssertionError, match="your code called flowlib.ode.heun_step"):
+        exercises.grade_stepper(lambda v, x, t, h: ode.heun_step(v, x, t, h), 2, evaluations_per_step=2)
+    with pytest.raises(AssertionError, match="evaluates the velocity 4 times per step"):
+        exercises.grade_stepper(_two_half_steps, expected_order=2, evaluations_per_step=2)
+
+
+def _two_half_steps(velocity, x, t, h):
+    """Two Heun half steps: order 2, but four evaluations per step."""
+    return heun_written_out(velocity, heun_written_out(velocity, x, t, h / 2), t + h / 2, h / 2)
+
+
+def test_grade_velocities_refuse_the_mixture_oracle():
+    exercises.grade_point_mass_velocity(point_mass_velocity)
+    with pytest.raises(AssertionError, match="off by up to"):
+        exercises.grade_point_mass_velocity(lambda x, t, mu: mu - x)
+    exercises.grade_mixture_velocity(two_modes_velocity)
+    mix = data.mixture("two_modes_1d")
+    with pytest.raises(AssertionError, match="GaussianMixture.velocity"):
+        exercises.grade_mixture_velocity(lambda x, t: mix.velocity(x, t))
+
+
+def test_grade_time_grid_tries_other_step_counts():
+    exercises.grade_time_grid(lambda steps: 1 - (1 - ode.uniform_grid(steps)) ** 2)
+    with pytest.raises(AssertionError, match="asked for 4 steps"):
+        exercises.grade_time_grid(lambda steps: 1 - (1 - ode.uniform_grid(8)) ** 2)
+
+
+def test_grade_average_velocity_and_euler_residual():
+    mix = data.mixture("eight_gaussians")
+
+    def average_velocity(x, s, t):
+        return mix.velocity(x, s) if s == t else (mix.flow_map(x, s, t) - x) / (t - s)
+
+    exercises.grade_average_velocity(average_velocity)
+    with pytest.raises(AssertionError, match="off by up to"):
+        exercises.grade_average_velocity(lambda x, s, t: mix.velocity(x, s))
+
+    def residual(velocity, x, s, t):
+        slope = velocity(x, s)
+        return (slope - velocity(x + (t - s) * slope, t)).norm(dim=1)
+
+    exercises.check_euler_jump_residual(residual)
+    exercises.grade_euler_jump_residual(residual)
+    from flowlib import residuals
+    from flowlib.exact import tangent_map
+
+    with pytest.raises(AssertionError, match="lagrangian_residual"):
+        exercises.grade_euler_jump_residual(
+            lambda v, x, s, t: residuals.lagrangian_residual(tangent_map(v), v, x, s, t)
+        )
+    with pytest.raises(AssertionError, match="off by up to"):
+        exercises.check_euler_jump_residual(lambda v, x, s, t: (v(x, s) - v(x, t)).norm(dim=1))
+
+
+def test_the_lsd_check_tells_a_stop_gradient_from_a_full_gradient():
+    from flowlib import losses
+
+    def no_stopgrad(model, x, s, t):
+        end, d_end = model.jvp(x, s, t, dt=1.0)
+        return (d_end - model.velocity(end, t)).pow(2).mean(1)
+
+    exercises.check_lsd_without_stopgrad(no_stopgrad)
+    exercises.grade_lsd_without_stopgrad(no_stopgrad)
+    with pytest.raises(AssertionError, match="stop-gradient version's"):
+        exercises.grade_lsd_without_stopgrad(lambda m, x, s, t: losses.lsd(m, m, x, s, t, reduction="none"))
+
+
+def test_an_unwritten_answer_gets_a_helpful_message():
+    def my_heun_step(velocity, x, t, h):
+        raise NotImplementedError()
+
+    with pytest.raises(AssertionError, match="my_heun_step is not written yet: replace `raise NotImplementedError"):
+        exercises.check_stepper(my_heun_step, expected_order=2)
+
+
+def test_forbidding_restores_the_library_and_rejects_unknown_names():
+    with exercises.forbidding("flowlib.ode.heun_step"):
+        with pytest.raises(AssertionError, match="your code called flowlib.ode.heun_step"):
+            ode.heun_step(None, None, None, None)
+    assert exercises.measured_order(ode.heun_step) == pytest.approx(2.0, abs=0.2)
+    with pytest.raises(ValueError, match="has no attribute"):
+        with exercises.forbidding("flowlib.ode.no_such_step"):
+            pass

@@ -64,7 +64,11 @@ MINI_NOTEBOOK = {
     "cells": [
         _cell("markdown", "a", "# Mini\n\n```{exercise} Add\n:label: ex-add\n\nAdd.\n```"),
         _cell("markdown", "b", "```{solution-start} ex-add\n:class: dropdown\n```"),
-        _cell("code", "c", "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b  # the gated answer\n    ### END SOLUTION"),  # noqa: E501
+        _cell(
+            "code",
+            "c",
+            "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b  # the gated answer\n    ### END SOLUTION",
+        ),  # noqa: E501
         _cell("markdown", "d", "```{solution-end}\n```"),
         _cell("markdown", "e", "```{exercise} Say\n:label: ex-say\n\nSay.\n```"),
         _cell("markdown", "f", "```{solution} ex-say\nThe folded answer.\n```"),
