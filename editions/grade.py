@@ -36,7 +36,7 @@ class Item:
 
     exercise: str  # "1.2"
     cell: str  # grade_id, e.g. "ex-1-heun-hidden"
-    points: float  # earned (None-like 0 for a written answer until a person grades it)
+    points: float  # earned (0 for a written answer, which a person grades)
     possible: float
     message: str  # "passed", the check's last error line, or "grade by hand: <rubric>"
 
