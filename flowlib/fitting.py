@@ -47,7 +47,7 @@ from flowlib.chapter import default_device
 from flowlib.exact import GaussianMixture
 from flowlib.flowmap import FlowMap, VelocityModel
 from flowlib.interpolants import Interpolant, get_interpolant
-from flowlib.nets import MLP
+from flowlib.nets import MLP, UNet
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,10 @@ class FitOptions:
         ema_decay: EMA of the weights for the returned model (``None``: the raw weights).
         interpolant: ``"linear"`` or ``"trigonometric"``.
         pool_size: data points drawn when ``data`` is a name or a mixture.
+        network: ``"auto"`` (a :class:`~flowlib.nets.UNet` for images ``(N, C, H, W)``, else an MLP),
+            ``"mlp"`` or ``"unet"``.
+        unet_width: channels of the U-Net's first level.
+        unet_levels: resolutions of the U-Net.
 
     Read by some methods only (:func:`users` says which):
 
@@ -105,6 +109,9 @@ class FitOptions:
     ema_decay: float | None = 0.999
     interpolant: str = "linear"
     pool_size: int = 100_000
+    network: str = "auto"
+    unet_width: int = 32
+    unet_levels: int = 2
     gap: bool = True
     time_distribution: str = "uniform"
     diagonal_fraction: float = 0.25
@@ -125,7 +132,7 @@ class FitOptions:
 
 COMMON_OPTIONS = (
     "width", "depth", "time_frequencies", "batch_size", "lr", "warmup", "schedule",
-    "grad_clip", "ema_decay", "interpolant", "pool_size",
+    "grad_clip", "ema_decay", "interpolant", "pool_size", "network", "unet_width", "unet_levels",
 )  # fmt: skip
 #: Options of the methods that learn the tangent condition :math:`v_{s,s} = b_s` from a target velocity.
 DIAGONAL_OPTIONS = (
@@ -467,13 +474,14 @@ def training_pairs(method: str, n: int = 2000, seed: int = 0, **options: object)
 
 def _check_values(o: FitOptions, spec: Method) -> None:
     for name in ("width", "depth", "time_frequencies", "batch_size", "pool_size", "grid_levels", "teacher_steps",
-                 "shortcut_levels", "consistency_intervals"):  # fmt: skip
+                 "shortcut_levels", "consistency_intervals", "unet_width", "unet_levels"):  # fmt: skip
         check_positive_int(getattr(o, name), name)
     check_positive_int(o.psd_jumps, "psd_jumps", minimum=2)
     check_positive_int(o.posterior_references, "posterior_references", minimum=0)
     check_positive(o.lr, "lr")
     check_positive(o.diagonal_weight, "diagonal_weight")
     check_choice(o.schedule, "schedule", ("cosine", "constant"))
+    check_choice(o.network, "network", ("auto", "mlp", "unet"))
     check_choice(o.time_distribution, "time_distribution", times.DISTRIBUTIONS)
     check_choice(o.pair_sampling, "pair_sampling", ("uniform", "grid", "mixed"))
     check_choice(o.diagonal_target, "diagonal_target", ("conditional", "posterior", "teacher"))
@@ -636,11 +644,17 @@ class FitRecord:
 
 
 def _build_model(spec: Method, pool: torch.Tensor, o: FitOptions, device: torch.device) -> nn.Module:
-    dim = int(pool[0].numel())
-    if spec.kind == "velocity":
-        return VelocityModel(MLP(dim, o.width, o.depth, n_times=1, n_frequencies=o.time_frequencies)).to(device)
-    net = MLP(dim, o.width, o.depth, n_times=2, n_frequencies=o.time_frequencies, gap=o.gap)
-    return FlowMap(net, kind=spec.kind).to(device)
+    """The network for ``pool``'s points: a U-Net for images (``network="auto"`` or ``"unet"``), else an MLP."""
+    n_times = 1 if spec.kind == "velocity" else 2
+    gap = o.gap and n_times == 2
+    images = pool.ndim == 4
+    if o.network == "unet" and not images:
+        raise ValueError(f"network='unet' needs images (N, C, H, W); the data has shape {tuple(pool.shape)}")
+    if o.network == "unet" or (o.network == "auto" and images):
+        net = UNet(pool.shape[1], o.unet_width, o.unet_levels, n_times, o.time_frequencies, gap=gap)
+    else:
+        net = MLP(int(pool[0].numel()), o.width, o.depth, n_times, o.time_frequencies, gap=gap)
+    return (VelocityModel(net) if n_times == 1 else FlowMap(net, kind=spec.kind)).to(device)
 
 
 def fit(

@@ -366,3 +366,204 @@ def sliced_w2_floor(
 ) -> float:
     """The mean of :func:`data_floor` for the sliced W2 (256 directions, as :func:`quality_by_steps` scores)."""
     return mean_se(data_floor(lambda a, b: sliced_w2(a, b, 256), draw, reference, repeats, seed))[0]
+
+
+# ---------------------------------------------------------------------------------------------- images (digits)
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    r"""Fréchet distance between Gaussians fitted to two sets of features (the FID's formula):
+
+    .. math:: \|\mu_a - \mu_b\|^2 + \operatorname{tr}\Sigma_a + \operatorname{tr}\Sigma_b
+              - 2\operatorname{tr}\big(\Sigma_a^{1/2}\Sigma_b\Sigma_a^{1/2}\big)^{1/2}
+
+    Args:
+        a: ``(n, f)`` features (at least 2 rows).
+        b: ``(m, f)`` features.
+
+    Returns:
+        The distance (≥ 0), computed in float64 with symmetric eigendecompositions.
+    """
+    a, b = _pair(a, b)
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError("frechet_distance needs at least 2 feature vectors in each set")
+    a, b = a.double(), b.double()
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    root_a = _psd_sqrt(cov_a)
+    cross = _psd_sqrt(root_a @ cov_b @ root_a)
+    value = (mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross.trace()
+    return max(float(value), 0.0)
+
+
+def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
+    """The square root of a symmetric positive semi-definite matrix (negative round-off clipped)."""
+    values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+
+
+def memorisation_ratio(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor) -> float:
+    r"""How close samples sit to the training set, relative to unseen real data:
+
+    .. math:: \frac{\operatorname{mean}_{x \in \text{samples}} \min_{y \in \text{train}} \|x - y\|}
+                   {\operatorname{mean}_{x \in \text{held-out}} \min_{y \in \text{train}} \|x - y\|}
+
+    About 1 for a model that generalises like the data; far below 1 for one that copies its training
+    images; above 1 for samples off the data.
+
+    Args:
+        samples: ``(n, d)`` or images ``(n, C, H, W)``.
+        train: the training data, same trailing shape.
+        heldout: real data the model never saw, same trailing shape.
+    """
+    samples, train = _pair(samples, train)
+    heldout, _ = _pair(heldout, train)
+
+    def nearest(points: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.cdist(chunk, train).min(1).values for chunk in points.double().split(1024)])
+
+    train = train.double()
+    return float(nearest(samples).mean() / nearest(heldout).mean())
+
+
+#: bump when the digits classifier's architecture or training changes (its cache file is named after it)
+DIGITS_CLASSIFIER_FORMAT = 1
+
+
+class DigitsClassifier(torch.nn.Module):
+    """A small classifier of 8x8 digits whose hidden features define the book's Fréchet distance on digits.
+
+    An MLP 64 → 256 → 64 → 10 with SiLU activations; :meth:`features` are the 64 activations before the last
+    layer. Train it with :func:`digits_classifier`, which also records its held-out accuracy in ``accuracy``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(64, 256), torch.nn.SiLU(), torch.nn.Linear(256, 64), torch.nn.SiLU()
+        )
+        self.head = torch.nn.Linear(64, 10)
+        self.accuracy = float("nan")
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(n, 1, 8, 8)`` or ``(n, 64)`` images in [-1, 1] → ``(n, 64)`` features."""
+        as_points(images, "images", dim=64)
+        return self.body(images.reshape(images.shape[0], 64).to(self.head.weight))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(n, 10)``."""
+        return self.head(self.features(images))
+
+
+def _train_digits_classifier() -> DigitsClassifier:
+    """Seeded full training on the training digits: Adam, 60 epochs of batches of 128, light weight decay."""
+    from flowlib import data
+
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = DigitsClassifier()
+    train = data.digits("train")
+    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    for _ in range(60):
+        for batch in torch.randperm(len(train.labels), generator=generator).split(128):
+            loss = torch.nn.functional.cross_entropy(model(train.images[batch]), train.labels[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return model.eval()
+
+
+def digits_classifier() -> DigitsClassifier:
+    """The book's digits classifier: trained once (seeded, a few seconds on a CPU), then loaded from the cache.
+
+    Its held-out accuracy (on ``data.digits("heldout")``) is in ``.accuracy``. The weights are cached in the
+    model cache (:func:`flowlib.chapter.cache_dir`) as ``digits-classifier-v<format>.pt`` and read back with
+    ``weights_only=True``.
+    """
+    from flowlib import chapter, data
+
+    path = chapter.cache_dir() / f"digits-classifier-v{DIGITS_CLASSIFIER_FORMAT}.pt"
+    model = DigitsClassifier()
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        model.eval()
+    else:
+        model = _train_digits_classifier()
+        torch.save(model.state_dict(), path)
+    heldout = data.digits("heldout")
+    with torch.no_grad():
+        model.accuracy = float((model(heldout.images).argmax(1) == heldout.labels).double().mean())
+    return model
+
+
+@dataclass(frozen=True)
+class DigitsReport:
+    """Quality of digit samples, each number next to what real data scores.
+
+    Attributes:
+        fd: Fréchet distance between the classifier's features of the samples and of the held-out digits.
+        fd_floor: the same for as many real training digits (what a perfect model scores at this size).
+        class_counts: how many samples the classifier assigns to each digit 0-9.
+        confidence: mean probability of the classifier's chosen class (real held-out digits: ``real_confidence``).
+        real_confidence: the same for the held-out digits.
+        memorisation: :func:`memorisation_ratio` against the training and held-out digits.
+        n: samples scored.
+    """
+
+    fd: float
+    fd_floor: float
+    class_counts: tuple[int, ...]
+    confidence: float
+    real_confidence: float
+    memorisation: float
+    n: int
+
+    @property
+    def ratio(self) -> float:
+        """FD / floor: 1 means "as close to the held-out digits as real training digits are"."""
+        return self.fd / self.fd_floor if self.fd_floor > 0 else math.inf
+
+    def __str__(self) -> str:
+        return (
+            f"FD {self.fd:.2f} (floor {self.fd_floor:.2f}, {self.ratio:.2f}x) on {self.n} samples; "
+            f"classes {list(self.class_counts)}; confidence {self.confidence:.2f} (real {self.real_confidence:.2f}); "
+            f"memorisation ratio {self.memorisation:.2f}"
+        )
+
+
+def digits_report(samples: torch.Tensor, n: int | None = None, seed: int = 0) -> DigitsReport:
+    """Score digit samples against the held-out digits with the book's classifier.
+
+    Args:
+        samples: ``(N, 1, 8, 8)`` or ``(N, 64)`` images in [-1, 1].
+        n: how many samples to score (default: ``min(N, 360)``, the held-out set's size); the floor uses as
+            many training digits, drawn with ``seed``.
+        seed: seed of the training digits the floor draws.
+
+    Returns:
+        A :class:`DigitsReport`.
+    """
+    from flowlib import data
+
+    as_points(samples, "samples", dim=64)
+    n = min(samples.shape[0], 360) if n is None else n
+    check_positive_int(n, "n", minimum=2)
+    if n > samples.shape[0]:
+        raise ValueError(f"n = {n} is more than the {samples.shape[0]} samples given")
+    classifier = digits_classifier()
+    train, heldout = data.digits("train"), data.digits("heldout")
+    scored = samples[:n].detach().float().cpu().reshape(n, 1, 8, 8)
+    real = train.images[torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))[:n]]
+    with torch.no_grad():
+        heldout_features = classifier.features(heldout.images)
+        probabilities = classifier(scored).softmax(1)
+        real_confidence = float(classifier(heldout.images).softmax(1).max(1).values.mean())
+        return DigitsReport(
+            fd=frechet_distance(classifier.features(scored), heldout_features),
+            fd_floor=frechet_distance(classifier.features(real), heldout_features),
+            class_counts=tuple(torch.bincount(probabilities.argmax(1), minlength=10).tolist()),
+            confidence=float(probabilities.max(1).values.mean()),
+            real_confidence=real_confidence,
+            memorisation=memorisation_ratio(scored, train.images, heldout.images),
+            n=n,
+        )
