@@ -79,7 +79,7 @@ def test_frechet_distance_matches_a_hand_computed_case():
 
 
 def test_frechet_distance_of_exact_covariances_with_a_rotation():
-    """Equal means, Sigma_b = R Sigma_a R^T: FD = tr Sigma_a + tr Sigma_b - 2 tr (Sigma_a^1/2 Sigma_b Sigma_a^1/2)^1/2."""
+    """A cloud and its quarter turn: covariances diag(1, 0) and diag(0, 1), whose cross term vanishes."""
     a = torch.tensor([[1.0, 0.0], [0.0, 0.0], [-1.0, 0.0], [0.0, 0.0]], dtype=torch.float64) * math.sqrt(1.5)
     b = a[:, [1, 0]]  # the same cloud turned by 90 degrees: covariances diag(1, 0) and diag(0, 1)
     # Sigma_a = diag(1, 0), Sigma_b = diag(0, 1): the cross term is 0, so FD = tr Sigma_a + tr Sigma_b = 2
