@@ -244,11 +244,7 @@ def chart(result: dict, path: Path) -> None:
     steps = [str(k) for k in result["config"]["steps"]]
     sections = result["datasets"]
     methods = list(dict.fromkeys(m for section in sections.values() for m in section["methods"]))
-    colours_without_black = [c for c in viz.PALETTE if c != "#000000"]  # black is the baseline's
-    scratch = [m for m in methods if m in FROM_SCRATCH]
-    distilled = [m for m in methods if m not in FROM_SCRATCH]
-    colours = {m: colours_without_black[i % len(colours_without_black)] for group in (scratch, distilled)
-               for i, m in enumerate(group)}  # fmt: skip
+    colours = {m: viz.method_colour(m) for m in methods}  # the book's colour of each method
     styles = {m: ("-" if m in FROM_SCRATCH else "--") for m in methods}  # dashed: distilled from a teacher
     with plt.rc_context({"svg.hashsalt": "flow-maps-benchmark", "font.size": 9}):
         fig, axes = plt.subplots(1, len(sections), figsize=(3.6 * len(sections) + 1.8, 3.6), sharey=True, squeeze=False)

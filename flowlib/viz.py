@@ -34,6 +34,36 @@ NOISE_COLOR = "#999999"
 DATA_COLOR = PALETTE[0]
 MODEL_COLOR = PALETTE[3]
 PATH_COLOR = "#B0B0B0"
+#: One colour per method across the book (chapters 6-10, the benchmark chart): Okabe-Ito and Tol's muted colours,
+#: black for flow matching (the baseline every chapter compares with).
+METHOD_COLOURS = {
+    "flow_matching": "#000000",
+    "lmd": "#332288",
+    "emd": "#44AA99",
+    "progressive": "#999933",
+    "lsd": "#0072B2",
+    "esd": "#56B4E9",
+    "psd": "#D55E00",
+    "meanflow": "#009E73",
+    "improved_meanflow": "#CC79A7",
+    "consistency_distillation": "#882255",
+    "consistency_training": "#AA4499",
+    "shortcut": "#E69F00",
+}
+
+
+def method_colour(label: str) -> str | None:
+    """The book's colour for the method a label names, or None when it names none.
+
+    A label names a method by its key in :data:`METHOD_COLOURS` or its spoken form, anywhere in the label and in
+    any case: ``"PSD"``, ``"flow map (PSD)"``, ``"improved MeanFlow"``, ``"consistency training"``,
+    ``"flow matching (Heun, 2k evaluations)"``. The longest match wins (``improved meanflow`` before ``meanflow``).
+    """
+    spoken = label.lower().replace("_", " ").replace("-", " ")
+    for method in sorted(METHOD_COLOURS, key=len, reverse=True):
+        if method.replace("_", " ") in spoken.split("(")[0] or f"({method.replace('_', ' ')})" in spoken:
+            return METHOD_COLOURS[method]
+    return None
 
 
 def use_style() -> None:
@@ -458,7 +488,7 @@ def plot_quality_by_steps(
     floor: float | None = None,
     baseline_label: str = "flow matching, 100 Heun steps",
 ) -> None:
-    """Quality against the number of sampling steps, one line per model (log-log axes).
+    """Quality against the number of sampling steps, one line per model (log-log axes), each method in its colour.
 
     Args:
         ax: the axes.
@@ -469,7 +499,7 @@ def plot_quality_by_steps(
     """
     for label, curve in curves.items():
         ks = sorted(curve)
-        ax.plot(ks, [curve[k] for k in ks], "o-", label=label)
+        ax.plot(ks, [curve[k] for k in ks], "o-", label=label, color=method_colour(label))  # None: next in cycle
     if baseline is not None:
         ax.axhline(baseline, color="black", linestyle="--", linewidth=1, label=baseline_label)
     if floor is not None:

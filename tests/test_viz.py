@@ -107,3 +107,29 @@ def test_training_pairs_picture_shows_the_drawn_pairs():
     assert len(jumps.get_offsets()) == int((~on_diagonal).sum())
     assert len(diagonal.get_offsets()) == int(on_diagonal.sum())
     plt.close(fig)
+
+
+def test_each_method_has_one_colour_wherever_the_book_names_it():
+    same = [
+        ("PSD", "psd", "flow map (PSD)"),
+        ("MeanFlow", "meanflow"),
+        ("improved MeanFlow", "improved_meanflow"),
+        ("flow matching (Heun, 2k evaluations)", "flow_matching"),
+        ("consistency training", "consistency_training"),
+    ]
+    for labels in same:
+        assert len({viz.method_colour(label) for label in labels}) == 1, labels
+    assert viz.method_colour("improved MeanFlow") != viz.method_colour("MeanFlow"), "the longest name wins"
+    assert len(set(viz.METHOD_COLOURS.values())) == len(viz.METHOD_COLOURS), "no two methods share a colour"
+    from flowlib import fitting
+
+    assert set(viz.METHOD_COLOURS) == set(fitting.METHODS), "every method of fit has its colour"
+    assert viz.method_colour("data") is None
+
+
+def test_quality_curves_draw_each_method_in_its_colour():
+    fig, ax = plt.subplots()
+    viz.plot_quality_by_steps(ax, {"LSD": {1: 0.3, 4: 0.2}, "flow map (PSD)": {1: 0.2, 4: 0.1}, "other": {1: 1, 4: 1}})
+    colours = [line.get_color() for line in ax.get_lines()]
+    assert colours[:2] == [viz.METHOD_COLOURS["lsd"], viz.METHOD_COLOURS["psd"]]
+    plt.close(fig)
