@@ -65,7 +65,8 @@ class FitOptions:
         warmup: learning-rate warm-up steps (``None``: :func:`flowlib.train.default_warmup`).
         schedule: ``"cosine"`` or ``"constant"``.
         grad_clip: gradient-norm clip (``None``: none).
-        ema_decay: EMA of the weights for the returned model (``None``: the raw weights).
+        ema_decay: EMA of the weights for the returned model, warmed up (:func:`flowlib.train.ema_decay_at`);
+            ``None``: the raw weights.
         interpolant: ``"linear"`` or ``"trigonometric"``.
         pool_size: data points drawn when ``data`` is a name or a mixture.
         network: ``"auto"`` (a :class:`~flowlib.nets.UNet` for images ``(N, C, H, W)``, else an MLP),

@@ -45,7 +45,7 @@ from flowlib.progress import progress_bar
 LossFn = Callable[[nn.Module, torch.Generator, float], torch.Tensor]
 #: Part of every cache key. Bump it when a change to the library changes what training produces
 #: (a loss, a default, the loop's numerics): every cached model is then retrained. Editing text retrains nothing.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: the EMA warms up (ema_decay_at)
 
 
 def draw(pool: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
@@ -57,6 +57,17 @@ def draw(pool: torch.Tensor, batch_size: int, generator: torch.Generator) -> tor
 def default_warmup(train_steps: int) -> int:
     """Linear warm-up steps when none is given: 2% of training, at least 1 and at most 500."""
     return min(500, max(1, train_steps // 50))
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    r"""The EMA's decay at optimisation step ``step`` (from 0): :math:`\min(d, (1 + k)/(10 + k))`.
+
+    A fixed decay keeps :math:`d^N` of the *initial* weights after N steps (13.5% for d = 0.999 after 2000
+    steps), which spoils short runs; warming the decay up makes the average forget the initialisation at
+    any length and reach ``decay`` after about :math:`10/(1 - d)` steps. The measured effect is on the page
+    "Evidence for the engineered defaults".
+    """
+    return min(decay, (1 + step) / (10 + step))
 
 
 @torch.no_grad()
@@ -226,7 +237,7 @@ def train(
         schedule: ``"cosine"`` (decays to 5% of ``lr``) or ``"constant"``.
         weight_decay: Adam's weight decay.
         grad_clip: clip the gradient norm to this value (``None``: no clipping).
-        ema_decay: keep an EMA of the weights with this decay (e.g. 0.999).
+        ema_decay: keep an EMA of the weights with this decay (e.g. 0.999), warmed up by :func:`ema_decay_at`.
         seed: seed of the generator handed to ``loss_fn``.
         cache_key: a dict that says what ``loss_fn`` trains on and how (the data, the objective and
             its options); with it, the result is cached under a hash of this dict, the loop's
@@ -302,7 +313,7 @@ def train(
         if after_step is not None:
             after_step(model)
         if run.ema is not None:
-            ema_update(run.ema, model, ema_decay)
+            ema_update(run.ema, model, ema_decay_at(step, ema_decay))
         run.step, run.seconds = step + 1, seconds_before + time.perf_counter() - clock
         if progress and (step % 50 == 0 or step == train_steps - 1):
             bar.set_postfix(loss=f"{sum(run.losses[-50:]) / len(run.losses[-50:]):.4f}", refresh=False)

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -216,3 +218,11 @@ def test_bad_arguments():
         train.train(fresh_model(), make_problem(), 5, lr=0.0)
     with pytest.raises(TypeError, match="steps"):
         train.train(fresh_model(), make_problem(), steps=5)  # the argument is called train_steps
+
+
+def test_the_ema_decay_warms_up_so_the_average_forgets_the_initial_weights():
+    assert train.ema_decay_at(0, 0.999) == pytest.approx(0.1)
+    assert train.ema_decay_at(90, 0.999) == pytest.approx(0.91)
+    assert train.ema_decay_at(100_000, 0.999) == 0.999
+    weight_on_start = math.prod(train.ema_decay_at(k, 0.999) for k in range(2000))
+    assert weight_on_start < 1e-3, "after 2000 steps the start weighs nothing (a fixed 0.999 would keep 13.5%)"
