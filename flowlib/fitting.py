@@ -94,6 +94,8 @@ class FitOptions:
         stopgrad_target: LMD: evaluate the teacher at :math:`\mathrm{sg}[X_{s,t}]`.
         teacher_steps: progressive: RK4 steps per half-jump when a velocity teaches.
         psd_jumps: PSD: equal jumps of the model composed into each target.
+        psd_intermediate: PSD: ``"equal"`` (``psd_jumps`` equal jumps) or ``"uniform"`` (two jumps through a time
+            :math:`u` drawn uniformly between s and t for each pair, Boffi et al.'s variant; needs ``psd_jumps=2``).
         shortcut_levels: shortcut: the smallest jump is :math:`2^{1-\text{levels}}`.
         consistency_intervals: consistency models: N, with Δ = 1/N.
         target_decay: consistency models: EMA decay of the target network.
@@ -126,6 +128,7 @@ class FitOptions:
     stopgrad_target: bool = False
     teacher_steps: int = 2
     psd_jumps: int = 2
+    psd_intermediate: str = "equal"
     shortcut_levels: int = 7
     consistency_intervals: int = 16
     target_decay: float = 0.9
@@ -174,6 +177,7 @@ class Batch:
         xs: :math:`I_s = \alpha_s x_0 + \beta_s x_1`, ``(batch, ...)``.
         velocity_target: the target of :math:`v_{s,s}(I_s)` where ``on_diagonal`` (elsewhere unused),
             or ``None`` for methods that need none.
+        u: PSD's intermediate times ``(batch,)`` between s and t (``psd_intermediate="uniform"``), else ``None``.
     """
 
     x0: torch.Tensor
@@ -183,12 +187,13 @@ class Batch:
     on_diagonal: torch.Tensor
     xs: torch.Tensor
     velocity_target: torch.Tensor | None
+    u: torch.Tensor | None = None
 
     def rows(self, mask: torch.Tensor) -> Batch:
         """The sub-batch where ``mask`` ``(batch,)`` is true."""
         target = self.velocity_target[mask] if self.velocity_target is not None else None
         return Batch(self.x0[mask], self.x1[mask], self.s[mask], self.t[mask], self.on_diagonal[mask],
-                     self.xs[mask], target)  # fmt: skip
+                     self.xs[mask], target, None if self.u is None else self.u[mask])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -260,7 +265,7 @@ def _esd(model: nn.Module, b: Batch, c: Context) -> torch.Tensor:
 
 
 def _psd(model: nn.Module, b: Batch, c: Context) -> torch.Tensor:
-    return losses.psd(model, model, b.xs, b.s, b.t, jumps=c.options.psd_jumps, on_diagonal=b.on_diagonal,
+    return losses.psd(model, model, b.xs, b.s, b.t, b.u, jumps=c.options.psd_jumps, on_diagonal=b.on_diagonal,
                       velocity_target=b.velocity_target, reduction="none")  # fmt: skip
 
 
@@ -381,7 +386,7 @@ METHODS: dict[str, Method] = {
     "psd": Method(
         chapter=7, title="progressive self-distillation", kind="flow_map", cost=7,  # four teacher jumps: K + 3
         loss=_psd, pairs=_free_pairs, diagonal="inside", teacher="none",
-        options=DIAGONAL_OPTIONS + PAIR_OPTIONS + ("psd_jumps",),
+        options=DIAGONAL_OPTIONS + PAIR_OPTIONS + ("psd_jumps", "psd_intermediate"),
         defaults={
             "diagonal_fraction": Default(0.5, "half the batch on jumps beat a quarter at the 90 s budget"),
             "diagonal_warmup": Default(0.3, "learn the velocity that teaches the jumps before the jumps"),
@@ -483,6 +488,9 @@ def _check_values(o: FitOptions, spec: Method) -> None:
     check_positive(o.diagonal_weight, "diagonal_weight")
     check_choice(o.schedule, "schedule", ("cosine", "constant"))
     check_choice(o.network, "network", ("auto", "mlp", "unet"))
+    check_choice(o.psd_intermediate, "psd_intermediate", ("equal", "uniform"))
+    if o.psd_intermediate == "uniform" and o.psd_jumps != 2:
+        raise ValueError(f"psd_intermediate='uniform' composes two jumps: pass psd_jumps=2 (got {o.psd_jumps})")
     check_choice(o.time_distribution, "time_distribution", times.DISTRIBUTIONS)
     check_choice(o.pair_sampling, "pair_sampling", ("uniform", "grid", "mixed"))
     check_choice(o.diagonal_target, "diagonal_target", ("conditional", "posterior", "teacher"))
@@ -585,7 +593,10 @@ def _draw_batch(
             target[d] = losses.posterior_velocity(x0[d], x1[d], s[d], torch.cat([x1[~d], references]), path)
         else:
             target = path.derivative(x0, x1, s)
-    return Batch(x0, x1, s, t, on_diagonal, xs, target)
+    u = None
+    if o.psd_intermediate == "uniform":  # Boffi et al.'s variant: one intermediate time, uniform between s and t
+        u = s + (t - s) * torch.rand(s.shape, generator=generator, device=s.device, dtype=s.dtype)
+    return Batch(x0, x1, s, t, on_diagonal, xs, target, u)
 
 
 def _make_loss(spec: Method, pool: torch.Tensor, context: Context) -> train.LossFn:

@@ -427,3 +427,27 @@ def test_training_pairs_are_what_each_method_draws():
         fitting.training_pairs("lsd", seed=-1)
     with pytest.raises(TypeError, match="unknown option"):
         fitting.training_pairs("lsd", nonsense=1)
+
+
+def test_psd_with_a_uniform_intermediate_time(monkeypatch):
+    """Boffi et al.'s variant: each pair's target composes two jumps through u drawn uniformly between s and t."""
+    calls = []
+    original = losses.psd
+
+    def spy(model, teacher, x, s, t, u=None, **options):
+        calls.append((s, t, u, options["jumps"]))
+        return original(model, teacher, x, s, t, u, **options)
+
+    monkeypatch.setattr(losses, "psd", spy)
+    small = dict(train_steps=3, progress=False, cache=False, width=16, depth=1, batch_size=64, diagonal_warmup=0.0)
+    flowlib.fit("psd", "checkerboard", psd_intermediate="uniform", psd_jumps=2, **small)
+    s, t, u, jumps = calls[-1]
+    assert jumps == 2 and u is not None
+    assert bool(((u >= torch.minimum(s, t)) & (u <= torch.maximum(s, t))).all())
+    assert not torch.allclose(u, (s + t) / 2), "not the midpoint"
+    flowlib.fit("psd", "checkerboard", **small)
+    assert calls[-1][2] is None, "the default composes equal jumps"
+    with pytest.raises(ValueError, match="pass psd_jumps=2"):
+        flowlib.fit("psd", "checkerboard", psd_intermediate="uniform", **small)
+    with pytest.raises(ValueError, match="psd_intermediate"):
+        flowlib.fit("psd", "checkerboard", psd_intermediate="midpoint", psd_jumps=2, **small)
