@@ -51,11 +51,23 @@ def chapter_of(submission: nbformat.NotebookNode, path: Path) -> Path:
     for chapter in myst.CHAPTERS:
         if chapter.stem == stem:
             return chapter
-    raise ValueError(f"{path.name}: not a student edition of a chapter (no flowmaps.chapter metadata, unknown name)")
+    names = ", ".join(chapter.name for chapter in myst.CHAPTERS)
+    raise ValueError(
+        f"{path.name}: not a student edition of a chapter (its metadata names none, and its file name is not one "
+        f"of {names})"
+    )
+
+
+#: put before every restored check and hidden test: the library's checks as shipped, whatever the notebook did
+RELOAD = 'import importlib\n\nexercises = importlib.reload(importlib.import_module("flowlib.exercises"))\n'
+
+
+def _grade_id(cell: dict) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 
 
 def _grading_cells(source: Path) -> tuple[dict[str, dict], dict[str, str | None]]:
-    """The source's check and hidden-test cells by grade_id (markers stripped).
+    """The source's check and hidden-test cells by grade_id (markers stripped, the checks reloaded first).
 
     Also returns, for each, the grade_id of the marked cell before it (where the grader puts it back if missing).
     """
@@ -65,32 +77,40 @@ def _grading_cells(source: Path) -> tuple[dict[str, dict], dict[str, str | None]
         if found is None:
             continue
         grade_id = cell["metadata"]["nbgrader"]["grade_id"]
-        if found.role != "answer":
-            cells[grade_id] = nbformat.from_dict(
-                {**cell, "source": marks.strip_markers(myst.source(cell)), "outputs": [], "execution_count": None}
-            )
+        if found.role in ("check", "hidden"):
+            code = RELOAD + marks.strip_markers(myst.source(cell))
+            cells[grade_id] = nbformat.from_dict({**cell, "source": code, "outputs": [], "execution_count": None})
             anchors[grade_id] = previous
         previous = grade_id
     return cells, anchors
 
 
 def prepare(submission: nbformat.NotebookNode, source: Path) -> nbformat.NotebookNode:
-    """The notebook the grader runs: the submission with the source's checks restored and hidden tests added."""
+    """The notebook the grader runs: the submission with the source's checks restored and hidden tests added.
+
+    A cell carrying a check's grade_id is replaced by the source's check, whatever its type (so a check turned
+    into a raw or Markdown cell runs again); a second cell with the same grade_id (a copy made in Jupyter) loses
+    its grading metadata and counts for nothing; a missing check or hidden test goes back after the marked cell
+    that precedes it in the source.
+    """
     cells, anchors = _grading_cells(source)
     graded = nbformat.from_dict(submission)
-    kept = []
+    kept, seen = [], set()
     for cell in graded.cells:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        kept.append(cells[grade_id] if grade_id in cells and cell.cell_type == "code" else cell)
-    present = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in kept}
+        grade_id = _grade_id(cell)
+        if grade_id is not None and grade_id in seen:
+            cell = nbformat.from_dict({**cell, "metadata": {k: v for k, v in cell.metadata.items() if k != "nbgrader"}})
+        elif grade_id in cells:
+            cell = cells[grade_id]
+        seen.add(grade_id)
+        kept.append(cell)
     for grade_id, cell in cells.items():
-        if grade_id in present:
+        if grade_id in seen:
             continue
+        ids = [_grade_id(c) for c in kept]
         anchor = anchors.get(grade_id)
-        ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in kept]
-        position = ids.index(anchor) + 1 if anchor is not None and anchor in ids else len(kept)
-        kept.insert(position, cell)
-        present.add(grade_id)
+        kept.insert(ids.index(anchor) + 1 if anchor is not None and anchor in ids else len(kept), cell)
+        seen.add(grade_id)
     graded.cells = kept
     return graded
 
@@ -134,16 +154,20 @@ def run(path: Path, full: bool = False, timeout: int = 900) -> tuple[list[Item],
     try:
         with tempfile.TemporaryDirectory() as folder:
             client = NotebookClient(
-                notebook, timeout=timeout, kernel_name="python3", allow_errors=True,
+                notebook, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
                 resources={"metadata": {"path": folder}},
             )  # fmt: skip
-            client.execute()
+            try:
+                client.execute()
+            except Exception as error:  # noqa: BLE001 (a dead kernel: score what ran, say why the rest did not)
+                print(f"{path.name}: the notebook stopped: {type(error).__name__}: {error}"[:500], file=sys.stderr)
     finally:
         if before is None:
             os.environ.pop("FLOWLIB_SMOKE", None)
         else:
             os.environ["FLOWLIB_SMOKE"] = before
-    return [item for cell in notebook.cells if (item := _score(cell)) is not None], notebook
+    items = [item for cell in notebook.cells if (item := _score(cell)) is not None]
+    return items + _missing_written_answers(notebook, source), notebook
 
 
 def _score(cell: nbformat.NotebookNode) -> Item | None:
@@ -151,14 +175,30 @@ def _score(cell: nbformat.NotebookNode) -> Item | None:
     meta = cell.get("metadata", {}).get("nbgrader", {})
     if not meta.get("grade"):
         return None
-    grade_id = meta["grade_id"]
+    grade_id = meta.get("grade_id", "")
     label = grade_id.rsplit("-", 1)[0]
+    if label not in myst.exercises():
+        return Item("?", grade_id, 0.0, 0.0, "not a graded cell of this book (pasted from elsewhere?): ignored")
     number = myst.exercises()[label][0]
     possible = float(meta.get("points", 0))
     if cell.cell_type == "markdown":
         return Item(number, grade_id, 0.0, possible, f"grade by hand: {rubric(label)}")
+    if cell.get("execution_count") is None:
+        return Item(number, grade_id, 0.0, possible, "did not run (the notebook stopped before it)")
     error = _error(cell)
     return Item(number, grade_id, 0.0 if error else possible, possible, error or "passed")
+
+
+def _missing_written_answers(notebook: nbformat.NotebookNode, source: Path) -> list[Item]:
+    """An item for each exercise whose written-answer cell is gone from the submission."""
+    present = {_grade_id(c) for c in notebook.cells}
+    graded = {found.label for c in myst.read_notebook(source)["cells"] if (found := marks.mark(c))}
+    chapter = str(myst.chapter_number(source))
+    return [
+        Item(number, f"{label}-written", 0.0, 2.0, "missing: the written-answer cell was deleted")
+        for label, (number, _) in myst.exercises().items()
+        if number.split(".")[0] == chapter and label not in graded and f"{label}-written" not in present
+    ]
 
 
 def grade(path: Path, full: bool = False, timeout: int = 900) -> list[Item]:
@@ -186,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     for path in args.submissions:
-        items = grade(path, full=args.full, timeout=args.timeout)
+        try:
+            items = grade(path, full=args.full, timeout=args.timeout)
+        except (OSError, ValueError) as error:  # unreadable, or not a student edition of a chapter
+            items = [Item("-", "-", 0.0, 0.0, f"could not be graded: {error}")]
         print(report(path, items))
         rows += [[path.name, i.exercise, i.cell, i.points, i.possible, i.message] for i in items]
     if args.csv:

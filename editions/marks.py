@@ -12,7 +12,8 @@ A code exercise that a machine can grade has three code cells in its solution (`
   not show it): a call of ``flowlib.exercises.grade_*`` between ``### BEGIN HIDDEN TESTS`` and
   ``### END HIDDEN TESTS``, which a student edition leaves out and the grader puts back.
 
-The ``grade_id`` of each cell is the exercise's label followed by ``-answer``, ``-check`` or ``-hidden``.
+The ``grade_id`` of each cell is the exercise's label followed by ``-answer``, ``-check`` or ``-hidden``. Student
+editions add a ``-written`` cell (an nbgrader manually graded answer, 2 points) after every other exercise.
 """
 
 from __future__ import annotations
@@ -25,16 +26,16 @@ from editions import myst
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
-ROLES = ("answer", "check", "hidden")
+ROLES = ("answer", "check", "hidden", "written")
 
 
 @dataclass(frozen=True)
 class Mark:
-    """One marked cell: the exercise's label, its role ("answer", "check" or "hidden") and its points."""
+    """One marked cell: the exercise's label, its role ("answer", "check", "hidden", "written") and its points."""
 
     label: str
     role: str
-    points: int
+    points: float
 
 
 def mark(cell: dict) -> Mark | None:
@@ -51,10 +52,10 @@ def mark(cell: dict) -> Mark | None:
     if not found or found.group("label") not in myst.exercises():
         raise ValueError(f"nbgrader grade_id {meta.get('grade_id')!r} is not '<exercise label>-answer|check|hidden'")
     role = found.group("role")
-    expected = (True, False, False) if role == "answer" else (False, True, True)
+    expected = {"answer": (True, False, False), "written": (True, True, False)}.get(role, (False, True, True))
     if (meta.get("solution"), meta.get("grade"), meta.get("locked")) != expected:
         raise ValueError(f"{meta['grade_id']}: solution/grade/locked should be {expected} for a cell of role {role}")
-    return Mark(found.group("label"), role, int(meta.get("points", 0)))
+    return Mark(found.group("label"), role, float(meta.get("points", 0)))
 
 
 def strip_markers(code: str) -> str:

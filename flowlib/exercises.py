@@ -6,9 +6,10 @@ Two kinds of function live here, one pair per code exercise:
   answer is right and raises an ``AssertionError`` with a hint when it is not (also when the function is
   still the student edition's ``raise NotImplementedError()``).
 * ``grade_*`` — the **hidden test** the autograder adds (``python -m editions.grade``). It draws other
-  cases at random (other fields, mixtures, times, step counts), and while it calls your function the
-  library's own answer to that exercise is switched off (:func:`forbidding`), so a solution that only
-  calls it fails with a message that says so.
+  cases at random (other fields, mixtures, times, step counts, networks). Where an exercise asks you to
+  compute something the library already has (the steppers, the mixture's velocity, the Lagrangian residual),
+  that function is switched off while your answer runs (:func:`forbidding`), so an answer that only calls it
+  fails with a message that says so.
 
 The reference answers are flowlib's own implementations, which the test-suite verifies independently.
 
@@ -23,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
+import types
 from collections.abc import Callable, Iterator
-from unittest import mock
 
 import torch
 
@@ -62,37 +63,59 @@ def _resolve(dotted: str) -> object:
     raise ValueError(f"{dotted!r} names no importable module")
 
 
+def _refusing_code(name: str) -> types.CodeType:
+    """The code of a function that accepts anything and raises an ``AssertionError`` naming ``name``.
+
+    It has no free variables and needs no globals (the message is a constant), so it can replace the code of
+    any plain library function.
+    """
+    message = f"the exercise asks you to compute this yourself, but your code called {name}"
+    namespace: dict = {}
+    exec(f"def refused(*args, **kwargs):\n    raise AssertionError({message!r})\n", namespace)  # noqa: S102
+    return namespace["refused"].__code__
+
+
 @contextlib.contextmanager
 def forbidding(*names: str) -> Iterator[None]:
     """Switch library functions off while an answer runs: calling one raises an ``AssertionError`` naming it.
 
     Hidden tests wrap the call of an answer in it, so that an exercise that asks for a computation cannot be
-    passed by calling the library's own version. Everything is restored on exit.
+    passed by calling the library's own version. The function's code itself is swapped, so every way of
+    reaching it fails: the module attribute, ``from flowlib.ode import heun_step``, ``ode.STEPPERS["heun"]``,
+    a bound method such as ``mixture.velocity``. Everything is restored on exit.
 
     Args:
         names: dotted paths such as ``"flowlib.ode.heun_step"`` or ``"flowlib.exact.GaussianMixture.velocity"``.
 
     Raises:
-        ValueError: a name that does not resolve (raised on entry).
+        ValueError: a name that does not resolve, or that is not a plain Python function (raised on entry).
     """
-    with contextlib.ExitStack() as stack:
-        for name in names:
-            owner_path, attribute = name.rsplit(".", 1)
-            owner = _resolve(owner_path)
-            if not hasattr(owner, attribute):
-                raise ValueError(f"{name!r}: {owner_path} has no attribute {attribute!r}")
-
-            def refuse(*args: object, _name: str = name, **kwargs: object) -> None:
-                raise AssertionError(f"the exercise asks you to compute this yourself, but your code called {_name}")
-
-            stack.enter_context(mock.patch.object(owner, attribute, refuse))
+    functions = []
+    for name in names:
+        owner_path, attribute = name.rsplit(".", 1)
+        owner = _resolve(owner_path)
+        if not hasattr(owner, attribute):
+            raise ValueError(f"{name!r}: {owner_path} has no attribute {attribute!r}")
+        function = getattr(owner, attribute)
+        function = getattr(function, "__func__", function)
+        if not isinstance(function, types.FunctionType) or function.__code__.co_freevars:
+            raise ValueError(f"{name!r} is not a plain Python function whose code can be switched off")
+        functions.append((function, function.__code__, _refusing_code(name)))
+    try:
+        for function, _, refusing in functions:
+            function.__code__ = refusing
         yield
+    finally:
+        for function, original, _ in functions:
+            function.__code__ = original
 
 
 def refuse_library_answer(answer: object, *names: str) -> None:
-    """Fail when the answer *is* one of the named library functions (passed itself rather than called)."""
+    """Fail when the answer *is* one of the named library functions (passed itself, or bound to an object)."""
+    answer = getattr(answer, "__func__", answer)
     for name in names:
-        if answer is _resolve(name):
+        library = _resolve(name)
+        if answer is getattr(library, "__func__", library):
             raise AssertionError(f"the exercise asks you to write this yourself; your answer is {name} itself")
 
 
@@ -259,6 +282,7 @@ def check_point_mass_velocity(velocity: Callable) -> None:
 def grade_point_mass_velocity(velocity: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
     """Chapter 2, hidden: random points mu in 1 to 3 dimensions and random times, without the mixture oracle."""
     check_callable(velocity, "velocity", "velocity(x, t, mu)")
+    refuse_library_answer(velocity, *MIXTURE_ANSWERS)
     for seed in seeds:
         generator = torch.Generator().manual_seed(seed)
         dim = 1 + seed % 3
@@ -294,6 +318,7 @@ def grade_mixture_velocity(velocity: Callable, seeds: tuple[int, ...] = (1, 2, 3
     from flowlib import data
 
     check_callable(velocity, "velocity", "velocity(x, t)")
+    refuse_library_answer(velocity, *MIXTURE_ANSWERS)
     mix = data.mixture("two_modes_1d")
     for seed in seeds:
         generator = torch.Generator().manual_seed(seed)

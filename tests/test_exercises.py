@@ -208,3 +208,19 @@ def test_forbidding_restores_the_library_and_rejects_unknown_names():
     with pytest.raises(ValueError, match="has no attribute"):
         with exercises.forbidding("flowlib.ode.no_such_step"):
             pass
+
+
+def test_every_way_of_reaching_the_library_answer_is_switched_off():
+    """The hidden tests swap the function's code, so aliases, the STEPPERS table and bound methods fail too."""
+    from flowlib.ode import heun_step as imported
+
+    for cheat in (lambda v, x, t, h: ode.STEPPERS["heun"](v, x, t, h), lambda v, x, t, h: imported(v, x, t, h)):
+        with pytest.raises(AssertionError, match="your code called flowlib.ode.heun_step"):
+            exercises.grade_stepper(cheat, expected_order=2, evaluations_per_step=2)
+    mix_1d = data.mixture("two_modes_1d")
+    with pytest.raises(AssertionError, match="flowlib.exact.GaussianMixture.velocity itself"):
+        exercises.grade_mixture_velocity(mix_1d.velocity)
+    with pytest.raises(AssertionError, match="your code called flowlib.exact.GaussianMixture.denoiser"):
+        exercises.grade_mixture_velocity(lambda x, t: (mix_1d.denoiser(x, t) - x) / (1 - t))
+    assert exercises.measured_order(ode.STEPPERS["heun"]) == pytest.approx(2.0, abs=0.2), "restored afterwards"
+    assert mix_1d.velocity(torch.zeros(2, 1), 0.5).shape == (2, 1)

@@ -193,8 +193,40 @@ def test_the_grader_restores_checks_and_puts_hidden_tests_after_them():
     assert ids.index("ex-1-heun-check") == ids.index("cell-024") + 1
     assert ids.index("ex-1-heun-hidden") == ids.index("ex-1-heun-check") + 1
     restored = prepared.cells[ids.index("ex-1-heun-check")]
-    assert restored.source == "exercises.check_stepper(my_heun_step, expected_order=2)"
+    assert restored.source == grade.RELOAD + "exercises.check_stepper(my_heun_step, expected_order=2)"
     assert "grade_stepper" in prepared.cells[ids.index("ex-1-heun-hidden")].source
     edition.cells = [c for c in edition.cells if c.get("id") != "ex-1-heun-check"]
     ids = [c.get("id") for c in grade.prepare(edition, CHAPTERS[0]).cells]
     assert ids.index("ex-1-heun-check") == ids.index("cell-024") + 1, "a deleted check comes back in its place"
+
+
+def test_the_grader_ignores_copies_and_restores_checks_turned_into_text():
+    edition = nbformat.read(STUDENT[0], as_version=4)
+    ids = [c.get("id") for c in edition.cells]
+    check = edition.cells[ids.index("ex-1-heun-check")]
+    copy = nbformat.from_dict({**check, "id": "a-copy"})
+    edition.cells.insert(ids.index("ex-1-heun-check") + 1, copy)
+    check.cell_type = "raw"
+    prepared = grade.prepare(edition, CHAPTERS[0])
+    graded = [grade._grade_id(c) for c in prepared.cells if grade._grade_id(c) == "ex-1-heun-check"]
+    assert graded == ["ex-1-heun-check"], "the copy counts for nothing"
+    restored = next(c for c in prepared.cells if grade._grade_id(c) == "ex-1-heun-check")
+    assert restored.cell_type == "code" and restored.source.startswith(grade.RELOAD)
+    assert grade._score(nbformat.from_dict({**restored, "outputs": [], "execution_count": None})).message.startswith(
+        "did not run"
+    )
+
+
+def test_a_deleted_written_answer_is_reported_missing():
+    edition = nbformat.read(STUDENT[0], as_version=4)
+    edition.cells = [c for c in edition.cells if c.get("id") != "ex-1-area-written"]
+    missing = grade._missing_written_answers(edition, CHAPTERS[0])
+    assert [(i.exercise, i.message.split(":")[0]) for i in missing] == [("1.3", "missing")]
+
+
+def test_an_unreadable_submission_is_a_row_not_a_crash(tmp_path, capsys):
+    stray = tmp_path / "homework.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), stray)
+    assert grade.main([str(stray), "--csv", str(tmp_path / "g.csv")]) == 0
+    assert "could not be graded" in capsys.readouterr().out
+    assert "could not be graded" in (tmp_path / "g.csv").read_text()
