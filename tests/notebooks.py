@@ -122,6 +122,8 @@ def executed_book(folder: Path) -> dict[str, Run]:
         shutil.copy(ROOT / name, folder / name)
     shutil.copytree(ROOT / "book", folder / "book", ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
     shutil.copytree(ROOT / "colab", folder / "colab", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    # the site's grading_marks extension reads the markers from editions/marks.py
+    shutil.copytree(ROOT / "editions", folder / "editions", ignore=shutil.ignore_patterns("__pycache__"))
     config = yaml.safe_load((folder / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"
     (folder / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
