@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.report import chart, finish, merge, to_markdown
-from benchmarks.run import DATASETS, DISTILLED, FROM_SCRATCH, BenchConfig, run
+from benchmarks.run import DATASETS, DISTILLED, FROM_SCRATCH, VARIANTS, BenchConfig, run
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--budget", type=float, help="training seconds per model (default 90)")
-    parser.add_argument("--methods", nargs="+", choices=sorted(FROM_SCRATCH + DISTILLED))
+    parser.add_argument("--methods", nargs="+", choices=sorted(FROM_SCRATCH + tuple(VARIANTS) + DISTILLED))
     parser.add_argument("--datasets", nargs="+", choices=DATASETS)
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=Path("book") / "generated", help="where to write the results")

@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from benchmarks.run import DATASETS, FROM_SCRATCH
+from benchmarks.run import DATASETS, VARIANTS, from_scratch
 
 #: The targets for the best from-scratch method: one step within 1.5x of the baseline's 100-step
 #: sliced W2, four steps within 1.0x, and a mean map error of at most 0.05.
@@ -38,7 +38,7 @@ def check_targets(result: dict) -> dict:
     """The :data:`TARGETS` for the best from-scratch method on each dataset (by one-step ratio)."""
     verdicts = {}
     for dataset, section in result["datasets"].items():
-        candidates = {m: r for m, r in section["methods"].items() if m in FROM_SCRATCH and "steps" in r}
+        candidates = {m: r for m, r in section["methods"].items() if from_scratch(m) and "steps" in r}
         if not candidates:
             continue
         best = min(candidates, key=lambda m: candidates[m]["steps"]["1"]["sliced_w2"]["ratio"])
@@ -245,7 +245,8 @@ def chart(result: dict, path: Path) -> None:
     sections = result["datasets"]
     methods = list(dict.fromkeys(m for section in sections.values() for m in section["methods"]))
     colours = {m: viz.method_colour(m) for m in methods}  # the book's colour of each method
-    styles = {m: ("-" if m in FROM_SCRATCH else "--") for m in methods}  # dashed: distilled from a teacher
+    # solid: from scratch; dashed: distilled from a teacher; dash-dot: a variant, in its method's colour
+    styles = {m: "-." if m in VARIANTS else ("-" if from_scratch(m) else "--") for m in methods}
     with plt.rc_context({"svg.hashsalt": "flow-maps-benchmark", "font.size": 9}):
         fig, axes = plt.subplots(1, len(sections), figsize=(3.6 * len(sections) + 1.8, 3.6), sharey=True, squeeze=False)
         for ax, (dataset, section) in zip(axes[0], sections.items(), strict=True):

@@ -36,6 +36,24 @@ from flowlib.progress import progress_bar
 
 FROM_SCRATCH = ("lsd", "esd", "psd", "meanflow", "improved_meanflow", "consistency_training", "shortcut")
 DISTILLED = ("lmd", "emd", "progressive", "consistency_distillation")
+#: Rows that train a method with other options, named ``<method>_<variant>``: PSD as Boffi et al. ran it, with
+#: two jumps through the midpoint or through a uniformly drawn intermediate time, beside the book's four jumps.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "psd_midpoint": ("psd", {"psd_jumps": 2}),
+    "psd_uniform": ("psd", {"psd_jumps": 2, "psd_intermediate": "uniform"}),
+}
+
+
+def method_of(entry: str) -> str:
+    """The method a benchmark row trains (``"psd"`` for ``"psd_uniform"``)."""
+    return VARIANTS[entry][0] if entry in VARIANTS else entry
+
+
+def from_scratch(entry: str) -> bool:
+    """Whether a benchmark row trains without a teacher."""
+    return method_of(entry) in FROM_SCRATCH
+
+
 DATASETS = ("checkerboard", "eight_gaussians")
 #: Options for the 90 s wall-clock budget on top of each method's defaults (which the chapters use at
 #: fixed step counts): PSD is limited by steps per second there (book: "Evidence", budget options).
@@ -61,7 +79,7 @@ class BenchConfig:
         steps: step counts at which every method is sampled.
         map_times: grid for the map error, pairs s < t.
         map_points: points per start time for the map error.
-        methods: the methods to train.
+        methods: the rows to train: method names and :data:`VARIANTS`.
         datasets: the datasets.
         options: options passed to :func:`flowlib.fit` for every method.
         method_options: per-method overrides of ``options``.
@@ -78,7 +96,7 @@ class BenchConfig:
     steps: tuple[int, ...] = (1, 2, 4, 8, 16)
     map_times: int = 5
     map_points: int = 2000
-    methods: tuple[str, ...] = FROM_SCRATCH + DISTILLED
+    methods: tuple[str, ...] = FROM_SCRATCH + tuple(VARIANTS) + DISTILLED
     datasets: tuple[str, ...] = DATASETS
     options: dict = field(default_factory=dict)
     method_options: dict = field(default_factory=lambda: copy.deepcopy(BUDGET_OPTIONS))
@@ -284,10 +302,15 @@ def _baseline(dataset: str, config: BenchConfig, evaluator: Evaluator) -> tuple[
 
 
 def _method(
-    method: str, dataset: str, config: BenchConfig, evaluator: Evaluator, baseline_scores: dict, teacher: Callable
+    entry: str, dataset: str, config: BenchConfig, evaluator: Evaluator, baseline_scores: dict, teacher: Callable
 ) -> dict:
-    """Train one method for the budget and score it."""
-    options = {**config.options, **config.method_options.get(method, {})}
+    """Train one row (a method, or a variant of one) for the budget and score it.
+
+    A variant gets its method's budget options (the same effort), then its own.
+    """
+    method = method_of(entry)
+    variant = VARIANTS[entry][1] if entry in VARIANTS else {}
+    options = {**config.options, **config.method_options.get(method, {}), **variant}
     pool = _fresh(dataset, options.get("pool_size", 100_000), seed=0)
     started = time.perf_counter()
     try:

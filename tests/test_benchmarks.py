@@ -28,7 +28,7 @@ def test_every_method_is_scored_on_both_datasets(quick):
     scored = 0
     for dataset in run.DATASETS:
         section = result["datasets"][dataset]
-        assert set(section["methods"]) == set(run.FROM_SCRATCH + run.DISTILLED)
+        assert set(section["methods"]) == set(run.FROM_SCRATCH + tuple(run.VARIANTS) + run.DISTILLED)
         assert section["floor"]["sliced_w2"]["value"] > 0
         for method, row in section["methods"].items():
             if "diverged" in row:
@@ -38,7 +38,7 @@ def test_every_method_is_scored_on_both_datasets(quick):
             for k, entry in row["steps"].items():
                 assert entry["sliced_w2"]["value"] > 0, (dataset, method, k)
             assert (row["map_error"] is None) == (dataset == "checkerboard")
-    assert scored >= len(run.DATASETS) * len(run.FROM_SCRATCH + run.DISTILLED) - 2, "most methods must be scored"
+    assert scored >= len(run.DATASETS) * len(run.BenchConfig().methods) - 2, "most methods must be scored"
 
 
 def test_ratios_are_paired_against_the_baseline(quick):
@@ -196,3 +196,29 @@ def test_a_baseline_only_run_hands_on_each_dataset_and_says_it_is_a_single_train
     result = run.run(config, progress=False, on_dataset=seen.append)
     assert [list(partial["datasets"]) for partial in seen] == [["checkerboard"]]
     assert ", a single training;" in report.to_markdown(result)
+
+
+def test_psd_variants_train_psd_with_their_options(quick):
+    """Boffi et al.'s PSD (two jumps: the midpoint, or a uniform intermediate time) beside the book's four jumps."""
+    result, _ = quick
+    row = result["datasets"]["checkerboard"]["methods"]["psd_uniform"]
+    assert row["options"]["psd_intermediate"] == "uniform" and row["options"]["psd_jumps"] == 2
+    assert result["datasets"]["checkerboard"]["methods"]["psd_midpoint"]["options"]["psd_jumps"] == 2
+    assert row["setting"] == "from scratch" and run.from_scratch("psd_uniform")
+    assert run.method_of("psd_uniform") == "psd" and run.method_of("lsd") == "lsd"
+
+
+def test_a_variant_gets_its_methods_budget_options(monkeypatch):
+    """Equal effort: a variant trains with its method's budget options, then its own."""
+    seen = {}
+
+    def fake_fit(method, pool, **kwargs):
+        seen.update(kwargs, method=method)
+        raise FloatingPointError("stopped here")
+
+    monkeypatch.setattr(run.flowlib, "fit", fake_fit)
+    config = run.BenchConfig.quick()
+    config.method_options = {"psd": {"batch_size": 64, "psd_jumps": 4}}
+    assert run._method("psd_uniform", "checkerboard", config, None, {}, None) == {"diverged": "stopped here"}
+    assert seen["method"] == "psd" and seen["batch_size"] == 64
+    assert seen["psd_intermediate"] == "uniform" and seen["psd_jumps"] == 2, "the variant's own options win"
