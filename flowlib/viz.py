@@ -458,11 +458,18 @@ def time_pair_map(
     extent = (-half, 1 + half, -half, 1 + half)
     ax.add_patch(
         mpl.patches.Rectangle(
-            (-half, -half), 1 + 2 * half, 1 + 2 * half, facecolor="#eeeeee", edgecolor="#bbbbbb", hatch="///", lw=0
+            (-half, -half),
+            1 + 2 * half,
+            1 + 2 * half,
+            facecolor="#eeeeee",
+            edgecolor="#bbbbbb",
+            hatch="///",
+            lw=0,
+            zorder=0,  # under the image: only the NaN cells, which the image leaves transparent, show the hatching
         )
     )
     colour = {"norm": norm} if norm is not None else {"vmin": vmin, "vmax": vmax}
-    image = ax.imshow(to_numpy(shown.T), origin="lower", extent=extent, cmap=cmap, aspect="equal", **colour)
+    image = ax.imshow(to_numpy(shown.T), origin="lower", extent=extent, cmap=cmap, aspect="equal", zorder=1, **colour)
     ticks = np.linspace(0, 1, size) if size <= 7 else np.linspace(0, 1, 5)
     ax.set_xticks(ticks, [f"{tick:g}" for tick in np.round(ticks, 2)])
     ax.set_yticks(ticks, [f"{tick:g}" for tick in np.round(ticks, 2)])

@@ -2,10 +2,12 @@ import math
 import re
 
 import matplotlib
+import matplotlib as mpl
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -132,4 +134,23 @@ def test_quality_curves_draw_each_method_in_its_colour():
     viz.plot_quality_by_steps(ax, {"LSD": {1: 0.3, 4: 0.2}, "flow map (PSD)": {1: 0.2, 4: 0.1}, "other": {1: 1, 4: 1}})
     colours = [line.get_color() for line in ax.get_lines()]
     assert colours[:2] == [viz.METHOD_COLOURS["lsd"], viz.METHOD_COLOURS["psd"]]
+    plt.close(fig)
+
+
+def test_a_time_pair_map_shows_its_cells_and_hatches_only_the_undefined_ones():
+    """Rendered pixels: a defined cell has its colour, a NaN cell (s = t) the hatch's grey background."""
+    values = torch.full((3, 3), float("nan"))
+    values[0, 2] = 0.5  # s = 0, t = 1: top left
+    fig, ax = plt.subplots(figsize=(3, 3), dpi=100)
+    viz.map_error_map(ax, values)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+
+    def pixel(s: float, t: float) -> np.ndarray:
+        x, y = ax.transData.transform((s, t))
+        return pixels[pixels.shape[0] - int(round(y)), int(round(x))]
+
+    expected = np.array(mpl.colormaps["magma_r"](mpl.colors.LogNorm(*viz.MAP_ERROR_RANGE)(0.5))[:3]) * 255
+    assert np.abs(pixel(0.0, 1.0).astype(float) - expected).max() < 12, "the defined cell shows its colour"
+    assert np.abs(pixel(0.5, 0.5).astype(float) - 0xEE).max() < 40, "the diagonal shows the hatch's background"
     plt.close(fig)
