@@ -470,7 +470,7 @@ def time_pair_map(
     )
     colour = {"norm": norm} if norm is not None else {"vmin": vmin, "vmax": vmax}
     image = ax.imshow(to_numpy(shown.T), origin="lower", extent=extent, cmap=cmap, aspect="equal", zorder=1, **colour)
-    ticks = np.linspace(0, 1, size) if size <= 7 else np.linspace(0, 1, 5)
+    ticks = np.linspace(0, 1, size) if size <= 6 else np.linspace(0, 1, 5)  # more labels would collide
     ax.set_xticks(ticks, [f"{tick:g}" for tick in np.round(ticks, 2)])
     ax.set_yticks(ticks, [f"{tick:g}" for tick in np.round(ticks, 2)])
     ax.set_xlim(extent[:2])
