@@ -557,7 +557,7 @@ def digits_report(samples: torch.Tensor, n: int | None = None, seed: int = 0) ->
     with torch.no_grad():
         heldout_features = classifier.features(heldout.images)
         probabilities = classifier(scored).softmax(1)
-        real_confidence = float(classifier(heldout.images).softmax(1).max(1).values.mean())
+        real_confidence = float(classifier.head(heldout_features).softmax(1).max(1).values.mean())
         return DigitsReport(
             fd=frechet_distance(classifier.features(scored), heldout_features),
             fd_floor=frechet_distance(classifier.features(real), heldout_features),
