@@ -316,3 +316,81 @@ def digits_mixture(
         means.append(torch.tensor(fitted.means_))
         covariances.append(torch.tensor(fitted.covariances_))
     return GaussianMixture(torch.cat(weights), torch.cat(means), torch.cat(covariances))
+
+
+#: image datasets by name: the embedded 8x8 digits, the same digits upsampled to MNIST's 28x28 (to try the
+#: 28x28 code path with no download), and MNIST itself (torchvision and a network connection)
+IMAGE_DATASETS = ("digits", "digits28", "mnist")
+
+
+class DatasetUnavailableError(RuntimeError):
+    """An image dataset that cannot be loaded here (a missing package or no network); the message says why."""
+
+
+def upsample(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resizing of images ``(N, C, H, W)`` to ``(N, C, size, size)``, values kept in [-1, 1]."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a tensor (N, C, H, W), got {getattr(images, 'shape', type(images))}")
+    check_positive_int(size, "size", minimum=2)
+    resized = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return resized.clamp(-1.0, 1.0)
+
+
+def mnist(split: str = "train", root: str | None = None) -> Digits:
+    """MNIST's 28x28 digits through torchvision, scaled to [-1, 1]; for readers with a network (e.g. Colab).
+
+    The 60,000 training images are ``"train"``, the 10,000 test images ``"heldout"``. The files are fetched once
+    into ``root`` (default: ``mnist/`` in the model cache, :func:`flowlib.chapter.cache_dir`).
+
+    Args:
+        split: ``"train"``, ``"heldout"`` or ``"all"``.
+        root: where torchvision keeps the files.
+
+    Returns:
+        ``Digits(images, labels)`` with ``images`` float32 ``(N, 1, 28, 28)`` and ``labels`` int64 ``(N,)``.
+
+    Raises:
+        DatasetUnavailableError: torchvision is not installed, or the files are not there and cannot be fetched.
+    """
+    from flowlib.chapter import cache_dir
+
+    check_choice(split, "split", DIGITS_SPLITS)
+    try:
+        from torchvision.datasets import MNIST
+    except ImportError:
+        raise DatasetUnavailableError(
+            "MNIST needs torchvision (pip install torchvision; Colab has it) and a network connection the first "
+            "time. The 8x8 digits need nothing: data.images('digits') or data.digits()."
+        ) from None
+    folder = str(root) if root is not None else str(cache_dir() / "mnist")
+    parts = []
+    for train in (True,) if split == "train" else (False,) if split == "heldout" else (True, False):
+        try:
+            dataset = MNIST(folder, train=train, download=True)
+        except Exception as error:  # noqa: BLE001 (torchvision raises several kinds on a failed download)
+            raise DatasetUnavailableError(
+                f"MNIST could not be loaded into {folder} ({type(error).__name__}: {error}). It is fetched from the "
+                "internet once; without a connection use the 8x8 digits, data.images('digits'), which need nothing."
+            ) from error
+        parts.append((dataset.data.to(torch.float32).unsqueeze(1) / 127.5 - 1.0, dataset.targets.to(torch.int64)))
+    return Digits(images=torch.cat([p[0] for p in parts]), labels=torch.cat([p[1] for p in parts]))
+
+
+def images(name: str = "digits", split: str = "train") -> Digits:
+    """An image dataset by name, as ``Digits(images (N, 1, H, W) in [-1, 1], labels (N,))``.
+
+    Args:
+        name: ``"digits"`` (8x8, embedded in scikit-learn), ``"digits28"`` (the same digits upsampled to
+            28x28 with :func:`upsample`: MNIST's size with no download) or ``"mnist"`` (:func:`mnist`).
+        split: ``"train"``, ``"heldout"`` or ``"all"``; the same fixed split for ``"digits"`` and ``"digits28"``.
+
+    Raises:
+        ValueError: an unknown name or split.
+        DatasetUnavailableError: MNIST cannot be loaded here.
+    """
+    check_choice(name, "image dataset name", IMAGE_DATASETS)
+    check_choice(split, "split", DIGITS_SPLITS)
+    if name == "mnist":
+        return mnist(split)
+    eight = digits(split)
+    return eight if name == "digits" else Digits(upsample(eight.images, 28), eight.labels)

@@ -560,3 +560,100 @@ def grade_lsd_without_stopgrad(loss: Callable, seeds: tuple[int, ...] = (1, 2, 3
     for seed in seeds:
         _compare_losses(loss, seed=seed, dim=2 + seed % 2)
     _ok(f"right values and gradients on {len(seeds)} random flow maps")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 11
+
+
+def _memorisation_cases(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random training set, held-out points from the same distribution, and samples that half copy it."""
+    generator = torch.Generator().manual_seed(seed)
+    dim = int(torch.randint(3, 20, (1,), generator=generator))
+    sizes = torch.randint(20, 80, (3,), generator=generator).tolist()
+    train, heldout, fresh = (torch.randn(n, dim, generator=generator, dtype=torch.float64) for n in sizes)
+    copies = train[torch.randint(0, sizes[0], (sizes[2] // 2,), generator=generator)]
+    return torch.cat([fresh[: sizes[2] - len(copies)], copies]), train, heldout
+
+
+def check_memorisation_ratio(ratio: Callable) -> None:
+    r"""Chapter 11: ``ratio(samples, train, heldout)``, as :func:`flowlib.metrics.memorisation_ratio`.
+
+    Compares with the library on the digits: for held-out digits (about 1 by construction of the floor), for
+    training digits themselves (0: copies), and for training digits with a little noise; images ``(n, 1, 8, 8)``.
+    """
+    from flowlib import data, metrics
+
+    check_callable(ratio, "ratio", "ratio(samples, train, heldout)")
+    train, heldout = data.digits("train").images, data.digits("heldout").images
+    generator = torch.Generator().manual_seed(0)
+    noisy = train[:100] + 0.3 * torch.randn(100, 1, 8, 8, generator=generator)
+    for name, samples in (("held-out digits", heldout[:100]), ("copies", train[:100]), ("noisy copies", noisy)):
+        yours = _call(ratio, "memorisation_ratio", samples, train, heldout)
+        assert isinstance(yours, (float, int)) or (isinstance(yours, torch.Tensor) and yours.numel() == 1), (
+            "return one number: the ratio of two mean nearest-neighbour distances"
+        )
+        expected = metrics.memorisation_ratio(samples, train, heldout)
+        assert abs(float(yours) - expected) <= 1e-4 * max(1.0, expected), (
+            f"for {name} you give {float(yours):.4f}, the definition gives {expected:.4f}; "
+            "measure distances between flattened images, nearest *training* image for both the samples and the "
+            "held-out images"
+        )
+    _ok("your memorisation ratio matches the definition, for copies (0) and for held-out digits")
+
+
+def grade_memorisation_ratio(ratio: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 11, hidden: random point clouds in random dimensions, part copies, without the library's ratio."""
+    from flowlib import metrics
+
+    check_callable(ratio, "ratio", "ratio(samples, train, heldout)")
+    refuse_library_answer(ratio, "flowlib.metrics.memorisation_ratio")
+    for seed in seeds:
+        samples, train, heldout = _memorisation_cases(seed)
+        expected = metrics.memorisation_ratio(samples, train, heldout)
+        with forbidding("flowlib.metrics.memorisation_ratio"):
+            yours = float(_call(ratio, "memorisation_ratio", samples, train, heldout))
+        assert abs(yours - expected) <= 1e-4 * max(1.0, expected), (
+            f"on random points in {train.shape[1]} dimensions you give {yours:.4f}, the definition {expected:.4f}"
+        )
+    _ok(f"right on {len(seeds)} random point clouds")
+
+
+def check_slerp(slerp: Callable) -> None:
+    """Chapter 11: ``slerp(a, b, weights)`` between two noise images ``(1, 8, 8)``, returning ``(K, 1, 8, 8)``."""
+    from flowlib import sampling
+
+    check_callable(slerp, "slerp", "slerp(a, b, weights)")
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 1, 8, 8, generator=generator, dtype=torch.float64)
+    weights = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=torch.float64)
+    yours = _call(slerp, "slerp", a, b, weights)
+    assert isinstance(yours, torch.Tensor) and yours.shape == (4, 1, 8, 8), (
+        f"return one image per weight, shape (4, 1, 8, 8); got {getattr(yours, 'shape', type(yours).__name__)}"
+    )
+    assert torch.allclose(yours[0], a, atol=1e-6) and torch.allclose(yours[-1], b, atol=1e-6), (
+        "weight 0 must give a and weight 1 must give b"
+    )
+    straight = 0.5 * (a + b)
+    assert not torch.allclose(yours[2], straight, atol=1e-3), (
+        "halfway you return the straight-line midpoint (a + b) / 2: interpolate along the great circle instead"
+    )
+    _same(yours, sampling.slerp(a, b, weights), "at weights 0, 0.25, 0.5, 1", atol=1e-6)
+    _ok("your slerp passes through a and b along the great circle")
+
+
+def grade_slerp(slerp: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 11, hidden: random shapes and weights (also outside [0, 1]), without ``sampling.slerp``."""
+    from flowlib import sampling
+
+    check_callable(slerp, "slerp", "slerp(a, b, weights)")
+    refuse_library_answer(slerp, "flowlib.sampling.slerp")
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        shape = tuple(torch.randint(1, 6, (3,), generator=generator).tolist())
+        a, b = torch.randn(2, *shape, generator=generator, dtype=torch.float64)
+        weights = 1.6 * torch.rand(5, generator=generator, dtype=torch.float64) - 0.3
+        expected = sampling.slerp(a, b, weights)
+        with forbidding("flowlib.sampling.slerp"):
+            yours = _call(slerp, "slerp", a, b, weights)
+        _same(yours, expected, f"for images of shape {shape}", atol=1e-6)
+    _ok(f"right for {len(seeds)} random shapes and weights")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from flowlib import sampling
-from flowlib._validate import as_points, check_positive_int
+from flowlib._validate import as_points, check_choice, check_positive_int
 from flowlib.nets import detached
 
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
@@ -250,6 +250,8 @@ def map_error_grid(
     n: int = 1000,
     seed: int = 0,
     forward_only: bool = True,
+    image_shape: tuple[int, ...] | None = None,
+    steps_per_unit: int | None = None,
 ) -> torch.Tensor | dict[str, torch.Tensor]:
     r"""Map error :math:`\mathbb E_{x \sim p_s}\|\hat X_{s,t}(x) - X_{s,t}(x)\|` over a grid of pairs (s, t).
 
@@ -266,12 +268,20 @@ def map_error_grid(
         n: points per start time.
         seed: seed of the points (start time ``i`` uses ``seed + i``).
         forward_only: score only pairs with ``s < t`` (the others are NaN).
+        image_shape: e.g. ``(1, 8, 8)``: the maps take images, so the mixture's flat points ``(n, C*H*W)``
+            are passed to them reshaped (the distance is still over all pixels).
+        steps_per_unit: RK4 steps per unit of time of the exact map (default: the mixture's own, 256); fewer
+            are faster and less accurate (chapter 11 measures 32 in 64 dimensions).
 
     Returns:
         ``(G, G)`` float64 tensor (a dictionary of them for a dictionary of maps); entry ``[i, j]``
         is the mean error from ``times[i]`` to ``times[j]``.
     """
     check_positive_int(n, "n")
+    if image_shape is not None and math.prod(image_shape) != mixture.dim:
+        raise ValueError(
+            f"image_shape {tuple(image_shape)} has {math.prod(image_shape)} values; the mixture has {mixture.dim}"
+        )
     maps = flow_map if isinstance(flow_map, dict) else {"": flow_map}
     for name, candidate in maps.items():
         if not callable(candidate):
@@ -288,10 +298,12 @@ def map_error_grid(
         xs = x.repeat(len(ends), 1)
         t = torch.tensor([grid[j] for j in ends], dtype=x.dtype).repeat_interleave(n)
         start = torch.full_like(t, s)
-        reference = mixture.flow_map(xs, start, t)
+        accuracy = {} if steps_per_unit is None else {"steps_per_unit": steps_per_unit}
+        reference = mixture.flow_map(xs, start, t, **accuracy)
         for name, candidate in maps.items():
             with torch.no_grad():
-                distance = (candidate(xs, start, t).to(xs.dtype) - reference).norm(dim=1)
+                inputs = xs if image_shape is None else xs.reshape(-1, *image_shape)
+                distance = (candidate(inputs, start, t).reshape(xs.shape).to(xs.dtype) - reference).norm(dim=1)
             for position, value in enumerate(distance.reshape(len(ends), n).mean(1).tolist()):
                 out[name][i, ends[position]] = value
     return out if isinstance(flow_map, dict) else out[""]
@@ -426,74 +438,93 @@ def memorisation_ratio(samples: torch.Tensor, train: torch.Tensor, heldout: torc
     return float(nearest(samples).mean() / nearest(heldout).mean())
 
 
-#: bump when the digits classifier's architecture or training changes (its cache file is named after it)
+#: bump when the classifier's architecture or training changes (its cache file is named after it)
 DIGITS_CLASSIFIER_FORMAT = 1
+
+#: training epochs of the classifier behind each image dataset's Fréchet distance (MNIST has 40x more images)
+CLASSIFIER_EPOCHS = {"digits": 60, "digits28": 60, "mnist": 3}
 
 
 class DigitsClassifier(torch.nn.Module):
-    """A small classifier of 8x8 digits whose hidden features define the book's Fréchet distance on digits.
+    """A small classifier of digit images whose hidden features define the book's Fréchet distance on digits.
 
-    An MLP 64 → 256 → 64 → 10 with SiLU activations; :meth:`features` are the 64 activations before the last
-    layer. Train it with :func:`digits_classifier`, which also records its held-out accuracy in ``accuracy``.
+    An MLP ``n_pixels`` → 256 → 64 → 10 with SiLU activations; :meth:`features` are the 64 activations before
+    the last layer. Train it with :func:`image_classifier`, which also records its held-out accuracy in
+    ``accuracy``.
+
+    Args:
+        n_pixels: pixels per image (64 for the 8x8 digits, 784 for 28x28 MNIST).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, n_pixels: int = 64) -> None:
         super().__init__()
+        check_positive_int(n_pixels, "n_pixels")
+        self.n_pixels = n_pixels
         self.body = torch.nn.Sequential(
-            torch.nn.Linear(64, 256), torch.nn.SiLU(), torch.nn.Linear(256, 64), torch.nn.SiLU()
+            torch.nn.Linear(n_pixels, 256), torch.nn.SiLU(), torch.nn.Linear(256, 64), torch.nn.SiLU()
         )
         self.head = torch.nn.Linear(64, 10)
         self.accuracy = float("nan")
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """``(n, 1, 8, 8)`` or ``(n, 64)`` images in [-1, 1] → ``(n, 64)`` features."""
-        as_points(images, "images", dim=64)
-        return self.body(images.reshape(images.shape[0], 64).to(self.head.weight))
+        """``(n, C, H, W)`` or ``(n, n_pixels)`` images in [-1, 1] → ``(n, 64)`` features."""
+        as_points(images, "images", dim=self.n_pixels)
+        return self.body(images.reshape(images.shape[0], self.n_pixels).to(self.head.weight))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits ``(n, 10)``."""
         return self.head(self.features(images))
 
 
-def _train_digits_classifier() -> DigitsClassifier:
-    """Seeded full training on the training digits: Adam, 60 epochs of batches of 128, light weight decay."""
+def _train_classifier(dataset: str) -> DigitsClassifier:
+    """Seeded training on ``dataset``'s training images: Adam, batches of 128, light weight decay."""
     from flowlib import data
 
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model = DigitsClassifier()
-    train = data.digits("train")
+    train = data.images(dataset, "train")
+    model = DigitsClassifier(int(train.images[0].numel()))
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    for _ in range(60):
-        for batch in torch.randperm(len(train.labels), generator=generator).split(128):
-            loss = torch.nn.functional.cross_entropy(model(train.images[batch]), train.labels[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+    with torch.enable_grad():  # the first call may come from inside a caller's torch.no_grad()
+        for _ in range(CLASSIFIER_EPOCHS[dataset]):
+            for batch in torch.randperm(len(train.labels), generator=generator).split(128):
+                loss = torch.nn.functional.cross_entropy(model(train.images[batch]), train.labels[batch])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
     return model.eval()
 
 
-def digits_classifier() -> DigitsClassifier:
-    """The book's digits classifier: trained once (seeded, a few seconds on a CPU), then loaded from the cache.
+def image_classifier(dataset: str = "digits") -> DigitsClassifier:
+    """The classifier behind ``dataset``'s Fréchet distance: trained once (seeded, on the CPU), then cached.
 
-    Its held-out accuracy (on ``data.digits("heldout")``) is in ``.accuracy``. The weights are cached in the
-    model cache (:func:`flowlib.chapter.cache_dir`) as ``digits-classifier-v<format>.pt`` and read back with
-    ``weights_only=True``.
+    Its held-out accuracy (on ``data.images(dataset, "heldout")``) is in ``.accuracy`` (97% on the digits). The
+    weights are cached in the model cache (:func:`flowlib.chapter.cache_dir`) as
+    ``<dataset>-classifier-v<format>.pt`` and read back with ``weights_only=True``.
+
+    Args:
+        dataset: a name in :data:`flowlib.data.IMAGE_DATASETS`.
     """
     from flowlib import chapter, data
 
-    path = chapter.cache_dir() / f"digits-classifier-v{DIGITS_CLASSIFIER_FORMAT}.pt"
-    model = DigitsClassifier()
+    check_choice(dataset, "dataset", data.IMAGE_DATASETS)
+    path = chapter.cache_dir() / f"{dataset}-classifier-v{DIGITS_CLASSIFIER_FORMAT}.pt"
+    heldout = data.images(dataset, "heldout")
     if path.exists():
+        model = DigitsClassifier(int(heldout.images[0].numel()))
         model.load_state_dict(torch.load(path, weights_only=True))
         model.eval()
     else:
-        model = _train_digits_classifier()
+        model = _train_classifier(dataset)
         torch.save(model.state_dict(), path)
-    heldout = data.digits("heldout")
     with torch.no_grad():
         model.accuracy = float((model(heldout.images).argmax(1) == heldout.labels).double().mean())
     return model
+
+
+def digits_classifier() -> DigitsClassifier:
+    """The 8x8 digits' classifier, :func:`image_classifier` of ``"digits"``."""
+    return image_classifier("digits")
 
 
 @dataclass(frozen=True)
@@ -531,28 +562,69 @@ class DigitsReport:
         )
 
 
-def digits_report(samples: torch.Tensor, n: int | None = None, seed: int = 0) -> DigitsReport:
-    """Score digit samples against the held-out digits with the book's classifier.
+def report_table(
+    reports: dict[str, DigitsReport], reference: float | None = None, reference_name: str = "reference"
+) -> str:
+    """A text table of :class:`DigitsReport` rows: FD, FD / floor, memorisation, confidence and class counts.
 
     Args:
-        samples: ``(N, 1, 8, 8)`` or ``(N, 64)`` images in [-1, 1].
-        n: how many samples to score (default: ``min(N, 360)``, the held-out set's size); the floor uses as
-            many training digits, drawn with ``seed``.
-        seed: seed of the training digits the floor draws.
+        reports: ``{row name: report}``.
+        reference: an FD to divide every FD by (e.g. the teacher's), shown as a column ``FD / <reference_name>``.
+        reference_name: the name of that column's reference.
+
+    Returns:
+        The table as one string (print it).
+    """
+    if not isinstance(reports, dict) or not all(isinstance(r, DigitsReport) for r in reports.values()):
+        raise TypeError("reports must be a dictionary {name: DigitsReport}")
+    width = max([len(name) for name in reports] + [10])
+    extra = f" {'FD / ' + reference_name:>{max(len(reference_name) + 5, 9)}s}" if reference is not None else ""
+    header = f"{'FD':>7s} {'FD / floor':>10s}{extra} {'memorisation':>12s} {'confidence':>10s} {'class counts':>14s}"
+    lines = [f"{'':{width}s} {header}"]
+    for name, report in reports.items():
+        ratio = f" {report.fd / reference:>{max(len(reference_name) + 5, 9)}.2f}" if reference is not None else ""
+        counts = f"{min(report.class_counts)}-{max(report.class_counts)}"
+        lines.append(
+            f"{name:{width}s} {report.fd:7.2f} {report.ratio:10.2f}{ratio} {report.memorisation:12.2f} "
+            f"{report.confidence:10.2f} {counts:>14s}"
+        )
+    first = next(iter(reports.values()), None)
+    if first is not None:
+        lines.append(
+            f"floor (real vs real, {first.n} images): {first.fd_floor:.2f}; real digits' confidence "
+            f"{first.real_confidence:.2f}; class counts are the fewest-most samples per class"
+        )
+    return "\n".join(lines)
+
+
+def digits_report(samples: torch.Tensor, n: int | None = None, seed: int = 0) -> DigitsReport:
+    """:func:`image_report` for the 8x8 digits."""
+    return image_report(samples, "digits", n, seed)
+
+
+def image_report(samples: torch.Tensor, dataset: str = "digits", n: int | None = None, seed: int = 0) -> DigitsReport:
+    """Score digit samples against a dataset's held-out images with its classifier (:func:`image_classifier`).
+
+    Args:
+        samples: ``(N, C, H, W)`` or flattened ``(N, C*H*W)`` images in [-1, 1], the dataset's size.
+        dataset: a name in :data:`flowlib.data.IMAGE_DATASETS`.
+        n: how many samples to score (default: ``min(N, 360)``, the digits' held-out set's size); the floor
+            uses as many training images, drawn with ``seed``.
+        seed: seed of the training images the floor draws.
 
     Returns:
         A :class:`DigitsReport`.
     """
     from flowlib import data
 
-    as_points(samples, "samples", dim=64)
+    classifier = image_classifier(dataset)
+    as_points(samples, "samples", dim=classifier.n_pixels)
     n = min(samples.shape[0], 360) if n is None else n
     check_positive_int(n, "n", minimum=2)
     if n > samples.shape[0]:
         raise ValueError(f"n = {n} is more than the {samples.shape[0]} samples given")
-    classifier = digits_classifier()
-    train, heldout = data.digits("train"), data.digits("heldout")
-    scored = samples[:n].detach().float().cpu().reshape(n, 1, 8, 8)
+    train, heldout = data.images(dataset, "train"), data.images(dataset, "heldout")
+    scored = samples[:n].detach().float().cpu().reshape(n, *train.images.shape[1:])
     real = train.images[torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))[:n]]
     with torch.no_grad():
         heldout_features = classifier.features(heldout.images)

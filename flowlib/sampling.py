@@ -279,3 +279,45 @@ def nfe(model: object, steps: Steps, solver: str = "heun") -> int:
     """Network evaluations that :func:`sample` spends: a solver's per step for a velocity, one per jump for a map."""
     n_steps = len(_grid(steps)) - 1
     return ode.nfe(solver, n_steps) if kind_of(model) == "velocity" else n_steps
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor | Sequence[float]) -> torch.Tensor:
+    r"""Spherical interpolation between two noise tensors (chapter 11's interpolation through noise space).
+
+    With :math:`\theta` the angle between ``a`` and ``b`` (flattened),
+
+    .. math:: \operatorname{slerp}(a, b; w) = \frac{\sin((1 - w)\theta)}{\sin\theta}\, a
+              + \frac{\sin(w\theta)}{\sin\theta}\, b .
+
+    Between two draws of :math:`\mathcal N(0, I)` in many dimensions (nearly orthogonal, of nearly equal norm)
+    it keeps the norm that noise has, where the straight line :math:`(1 - w) a + w b` dips to
+    :math:`1/\sqrt 2` of it halfway, into a region the noise distribution almost never visits. For parallel
+    ``a`` and ``b`` (:math:`\sin\theta \approx 0`) it falls back to the straight line.
+
+    Args:
+        a: a tensor of any shape, e.g. one noise image ``(C, H, W)``.
+        b: a tensor of the same shape.
+        weights: ``(K,)`` interpolation weights, 0 gives ``a`` and 1 gives ``b``.
+
+    Returns:
+        ``(K, *a.shape)``: one interpolant per weight.
+
+    Raises:
+        TypeError: ``a`` or ``b`` is not a tensor.
+        ValueError: shapes differ, or the weights are not a 1-D list of finite numbers.
+    """
+    for value, name in ((a, "a"), (b, "b")):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    w = torch.as_tensor(weights, dtype=a.dtype, device=a.device)
+    if w.ndim != 1 or not bool(torch.isfinite(w).all()):
+        raise ValueError(f"weights must be a 1-D sequence of finite numbers, got {weights!r}")
+    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+    cosine = (flat_a @ flat_b / (flat_a.norm() * flat_b.norm()).clamp_min(1e-12)).clamp(-1.0, 1.0)
+    theta = torch.arccos(cosine)
+    shape = (-1,) + (1,) * a.ndim
+    if float(torch.sin(theta)) < 1e-6:
+        return (1 - w).reshape(shape) * a + w.reshape(shape) * b
+    return (torch.sin((1 - w) * theta).reshape(shape) * a + torch.sin(w * theta).reshape(shape) * b) / torch.sin(theta)

@@ -153,3 +153,110 @@ def test_fit_trains_a_unet_on_images_and_an_mlp_on_request():
         flowlib.fit("psd", "checkerboard", **{**small, "network": "unet"})
     with pytest.raises(ValueError, match="network"):
         flowlib.fit("psd", images, **{**small, "network": "cnn"})
+
+
+def test_the_classifier_is_trained_even_when_first_called_without_gradients(tmp_path, monkeypatch):
+    """The first score may come from inside ``torch.no_grad()`` (a sampling cell); training must still happen."""
+    monkeypatch.setenv("FLOWLIB_CACHE", str(tmp_path))
+    with torch.no_grad():
+        report = metrics.digits_report(data.digits("heldout").images)
+    assert report.fd == pytest.approx(0.0, abs=1e-6) and metrics.digits_classifier().accuracy >= 0.95
+
+
+def test_image_datasets_by_name_and_the_28x28_path_on_upsampled_digits(tmp_path, monkeypatch):
+    """``digits28`` is the 28x28 code path (MNIST's size) with no download: data, classifier, report, U-Net."""
+    monkeypatch.setenv("FLOWLIB_CACHE", str(tmp_path))
+    assert torch.equal(data.images("digits", "heldout").images, data.digits("heldout").images)
+    big = data.images("digits28", "heldout")
+    assert big.images.shape == (360, 1, 28, 28) and float(big.images.min()) >= -1 and float(big.images.max()) <= 1
+    assert torch.equal(big.labels, data.digits("heldout").labels)
+    classifier = metrics.image_classifier("digits28")
+    assert classifier.accuracy >= 0.95 and classifier.n_pixels == 784
+    assert (tmp_path / f"digits28-classifier-v{metrics.DIGITS_CLASSIFIER_FORMAT}.pt").exists()
+    report = metrics.image_report(data.images("digits28", "train").images, "digits28", seed=1)
+    assert 0.7 < report.ratio < 1.5 and report.memorisation < 1e-4, "training images are copies of themselves"
+    with pytest.raises(ValueError, match="784"):
+        metrics.image_report(data.digits("train").images, "digits28")
+    model = flowlib.fit(
+        "flow_matching", big.images, train_steps=2, cache=False, progress=False, unet_width=8, unet_levels=3
+    )
+    assert sampling.sample(model, torch.randn(2, 1, 28, 28), 2).shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="image dataset name"):
+        data.images("cifar10")
+
+
+def test_mnist_without_torchvision_or_network_says_what_to_do(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
+    with pytest.raises(data.DatasetUnavailableError, match=r"pip install torchvision.*digits need nothing"):
+        data.mnist()
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    fake = types.ModuleType("torchvision.datasets")
+    fake.MNIST = offline
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake)
+    with pytest.raises(
+        data.DatasetUnavailableError, match=r"could not be loaded.*Error downloading.*data.images\('digits'\)"
+    ):
+        data.mnist("heldout", root=str(tmp_path))
+    with pytest.raises(data.DatasetUnavailableError):
+        data.images("mnist")
+
+
+def test_mnist_through_torchvision_is_scaled_and_split(monkeypatch, tmp_path):
+    """With torchvision's MNIST class replaced by a tiny stand-in: 0-255 pixels become [-1, 1], splits are kept."""
+    import sys
+    import types
+
+    class FakeMNIST:
+        def __init__(self, root, train, download):
+            n = 5 if train else 3
+            self.data = torch.full((n, 28, 28), 255 if train else 0, dtype=torch.uint8)
+            self.targets = torch.arange(n)
+
+    fake = types.ModuleType("torchvision.datasets")
+    fake.MNIST = FakeMNIST
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake)
+    train, heldout, both = data.mnist("train"), data.mnist("heldout"), data.mnist("all")
+    assert train.images.shape == (5, 1, 28, 28) and float(train.images.min()) == 1.0
+    assert heldout.images.shape == (3, 1, 28, 28) and float(heldout.images.max()) == -1.0
+    assert both.images.shape == (8, 1, 28, 28) and train.labels.dtype == torch.int64
+
+
+def test_upsample_explains_bad_input():
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        data.upsample(torch.zeros(3, 64), 28)
+    assert data.upsample(torch.ones(2, 1, 8, 8), 28).shape == (2, 1, 28, 28)
+
+
+def test_report_table_lists_every_row_with_its_ratios():
+    report = metrics.DigitsReport(fd=4.0, fd_floor=2.0, class_counts=(3,) * 10, confidence=0.9,
+                                  real_confidence=0.99, memorisation=1.1, n=30)  # fmt: skip
+    table = metrics.report_table({"model": report}, reference=8.0, reference_name="teacher")
+    row = next(line for line in table.splitlines() if line.startswith("model"))
+    assert row.split()[1:6] == ["4.00", "2.00", "0.50", "1.10", "0.90"]
+    assert "FD / teacher" in table and "floor (real vs real, 30 images): 2.00" in table
+    with pytest.raises(TypeError, match="DigitsReport"):
+        metrics.report_table({"model": 1.0})
+
+
+def test_map_error_grid_passes_images_to_image_maps(mixture):
+    """A map that takes only images, scored against the 64-D oracle: the exact map itself scores zero."""
+
+    def image_only(x, s, t):
+        assert x.ndim == 4, "the map is given images"
+        return mixture.flow_map(x.reshape(x.shape[0], 64), s, t, steps_per_unit=16).reshape(x.shape)
+
+    errors = metrics.map_error_grid(
+        {"exact": image_only, "still": lambda x, s, t: x}, mixture, [0.0, 1.0], n=3, image_shape=(1, 8, 8)
+    )
+    assert float(errors["exact"][0, 1]) < 0.05 * float(errors["still"][0, 1])
+    with pytest.raises(ValueError, match="image_shape"):
+        metrics.map_error_grid(image_only, mixture, [0.0, 1.0], n=3, image_shape=(1, 4, 4))

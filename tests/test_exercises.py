@@ -224,3 +224,54 @@ def test_every_way_of_reaching_the_library_answer_is_switched_off():
         exercises.grade_mixture_velocity(lambda x, t: (mix_1d.denoiser(x, t) - x) / (1 - t))
     assert exercises.measured_order(ode.STEPPERS["heun"]) == pytest.approx(2.0, abs=0.2), "restored afterwards"
     assert mix_1d.velocity(torch.zeros(2, 1), 0.5).shape == (2, 1)
+
+
+def test_memorisation_ratio_check_and_hidden_test(capsys):
+    def ratio(samples, train, heldout):  # written independently: one nearest neighbour per row, by loops of norms
+        flat = train.reshape(train.shape[0], -1).double()
+
+        def mean_nearest(points):
+            rows = points.reshape(points.shape[0], -1).double()
+            return torch.stack([(flat - row).norm(dim=1).min() for row in rows]).mean()
+
+        return float(mean_nearest(samples) / mean_nearest(heldout))
+
+    exercises.check_memorisation_ratio(ratio)
+    exercises.grade_memorisation_ratio(ratio)
+    assert "memorisation ratio matches" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="definition gives"):  # nearest held-out image instead of training
+        exercises.check_memorisation_ratio(lambda samples, train, heldout: ratio(samples, heldout, heldout))
+    from flowlib import metrics
+
+    with pytest.raises(AssertionError, match="memorisation_ratio itself"):
+        exercises.grade_memorisation_ratio(metrics.memorisation_ratio)
+    with pytest.raises(AssertionError, match="your code called flowlib.metrics.memorisation_ratio"):
+        exercises.grade_memorisation_ratio(lambda *args: metrics.memorisation_ratio(*args))
+
+
+def test_slerp_check_and_hidden_test(capsys):
+    def slerp(a, b, weights):  # written independently: rotate a towards b in the plane they span
+        unit_a = a.flatten() / a.norm()
+        other = b.flatten() - (b.flatten() @ unit_a) * unit_a
+        unit_o = other / other.norm()
+        theta = torch.atan2(b.flatten() @ unit_o, b.flatten() @ unit_a)
+        out = []
+        for w in torch.as_tensor(weights, dtype=a.dtype):
+            radius = a.norm() * torch.sin((1 - w) * theta) / torch.sin(theta) + b.norm() * torch.sin(
+                w * theta
+            ) / torch.sin(theta) * torch.cos(theta)
+            height = b.norm() * torch.sin(w * theta)
+            out.append((radius * unit_a + height * unit_o).reshape(a.shape))
+        return torch.stack(out)
+
+    exercises.check_slerp(slerp)
+    exercises.grade_slerp(slerp)
+    assert "great circle" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="straight-line midpoint"):
+        exercises.check_slerp(lambda a, b, w: torch.stack([(1 - wi) * a + wi * b for wi in w]))
+    from flowlib import sampling
+
+    with pytest.raises(AssertionError, match="slerp itself"):
+        exercises.grade_slerp(sampling.slerp)
+    with pytest.raises(AssertionError, match="not written yet"):
+        exercises.check_slerp(lambda a, b, w: (_ for _ in ()).throw(NotImplementedError()))

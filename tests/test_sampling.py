@@ -196,3 +196,28 @@ def test_sde_rejects_bad_noise_levels_and_grids():
         sampling.integrate_sde(mix.velocity, z, 10, epsilon=-1.0)
     with pytest.raises(ValueError, match="ends at t = 1"):
         sampling.integrate_sde(mix.velocity, z, torch.tensor([0.0, 0.5]))
+
+
+def test_slerp_keeps_the_norm_of_noise_and_passes_through_its_ends():
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 1, 8, 8, generator=generator, dtype=torch.float64)
+    path = sampling.slerp(a, b, torch.linspace(0, 1, 11, dtype=torch.float64))
+    assert path.shape == (11, 1, 8, 8)
+    assert torch.allclose(path[0], a) and torch.allclose(path[-1], b)
+    equal = sampling.slerp(a, b * a.norm() / b.norm(), torch.linspace(0, 1, 11, dtype=torch.float64))
+    assert torch.allclose(equal.flatten(1).norm(dim=1), a.norm().expand(11)), "equal norms stay equal"
+    # between ends of equal norm, the point at weight w has turned by w times the angle between them
+    unit_a, unit_b = a.flatten() / a.norm(), b.flatten() / b.norm()
+    theta = torch.arccos(unit_a @ unit_b)
+    turned = torch.arccos(equal[3].flatten() @ unit_a / equal[3].norm())
+    assert torch.allclose(turned, 0.3 * theta, atol=1e-9)
+    assert torch.allclose(sampling.slerp(a, 2 * a, [0.5])[0], 1.5 * a), "parallel ends: the straight line"
+
+
+def test_slerp_explains_bad_input():
+    with pytest.raises(ValueError, match="same shape"):
+        sampling.slerp(torch.zeros(3), torch.zeros(4), [0.5])
+    with pytest.raises(TypeError, match="b must be a torch.Tensor"):
+        sampling.slerp(torch.zeros(3), [1, 2, 3], [0.5])
+    with pytest.raises(ValueError, match="weights"):
+        sampling.slerp(torch.ones(3), torch.ones(3), [[0.5]])
