@@ -6,10 +6,12 @@ Run it from the repository root::
     python -m benchmarks --quick      # a seconds-long smoke run (the tests use it)
     python -m benchmarks --threads 2 --datasets eight_gaussians --merge  # rerun one dataset only
     python -m benchmarks --render     # redraw the table and chart from the existing benchmark.json
+    python -m benchmarks --digits --threads 2  # the digits rows (about 10 minutes; chapter 11's models)
 
 It writes ``book/generated/benchmark.json`` (every number, with the configuration and the machine),
 ``book/generated/benchmark.md`` (the tables the book's appendix includes) and
-``book/generated/benchmark.svg`` (the ratio-against-steps chart beside them). Training and scoring live in
+``book/generated/benchmark.svg`` (the ratio-against-steps chart beside them); with ``--digits``,
+``book/generated/benchmark_digits.json`` and ``.md`` (:mod:`benchmarks.digits`). Training and scoring live in
 :mod:`benchmarks.run`, the table and the targets in :mod:`benchmarks.report`.
 """
 
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.digits import DigitsConfig, run_digits
+from benchmarks.digits import to_markdown as digits_markdown
 from benchmarks.report import chart, finish, merge, to_markdown
 from benchmarks.run import DATASETS, DISTILLED, FROM_SCRATCH, VARIANTS, BenchConfig, run
 
@@ -38,7 +42,10 @@ def main(argv: list[str] | None = None) -> dict:
         "--merge", action="store_true", help="keep the datasets of the existing benchmark.json that this run skips"
     )
     parser.add_argument("--render", action="store_true", help="only redraw the table and chart from benchmark.json")
+    parser.add_argument("--digits", action="store_true", help="run the digits rows (benchmarks.digits) instead")
     args = parser.parse_args(argv)
+    if args.digits:
+        return run_digits_rows(args)
     if args.render:
         result = finish(json.loads((args.out / "benchmark.json").read_text()))
         write(result, args.out)
@@ -71,6 +78,23 @@ def main(argv: list[str] | None = None) -> dict:
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
     write(result, args.out)
     print(to_markdown(result))
+    return result
+
+
+def run_digits_rows(args: argparse.Namespace) -> dict:
+    """``--digits``: train and score the digits models, write ``benchmark_digits.json`` and ``.md``."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = DigitsConfig.quick() if args.quick else DigitsConfig()
+    if args.budget is not None:
+        config.budget = args.budget
+    if args.methods:
+        config.methods = tuple(args.methods)
+    result = run_digits(config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark_digits.json").write_text(json.dumps(result, indent=2, default=str))
+    (args.out / "benchmark_digits.md").write_text(digits_markdown(result))
+    print(digits_markdown(result))
     return result
 
 

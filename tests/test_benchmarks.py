@@ -222,3 +222,19 @@ def test_a_variant_gets_its_methods_budget_options(monkeypatch):
     assert run._method("psd_uniform", "checkerboard", config, None, {}, None) == {"diverged": "stopped here"}
     assert seen["method"] == "psd" and seen["batch_size"] == 64
     assert seen["psd_intermediate"] == "uniform" and seen["psd_jumps"] == 2, "the variant's own options win"
+
+
+def test_the_digits_rows_run_end_to_end_and_write_their_table(tmp_path):
+    result = cli.main(["--digits", "--quick", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "benchmark_digits.json").read_text())["config"]["seeds"] == [0, 1]
+    table = (tmp_path / "benchmark_digits.md").read_text()
+    assert "| flow matching (teacher) |" in table and "| psd | 1 (1) |" in table and "| target |" in table
+    teacher = result["teacher"]["fd_ratio"]
+    assert len(teacher["values"]) == 2 and teacher["se"] is not None and teacher["mean"] > 0
+    one_step = result["methods"]["psd"]["steps"]["1"]
+    assert all(v > 0 for v in one_step["vs_teacher"]["values"]) and len(one_step["memorisation"]["values"]) == 2
+    assert any(name.startswith("teacher FD / floor") for name in result["targets"])
+    with pytest.raises(ValueError, match="n_eval"):
+        from benchmarks import digits
+
+        digits.run_digits(digits.DigitsConfig(n_eval=1000))
