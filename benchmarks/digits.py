@@ -9,7 +9,7 @@ real-vs-real floor, and the memorisation ratio. Per method and number of steps t
 the mean and standard error of FD / floor, of FD / the teacher's FD (paired: the same seed's teacher), and of
 the memorisation ratio.
 
-Run it with ``python -m benchmarks --digits`` (about 8 minutes on an idle 2-core CPU with the default three
+Run it with ``python -m benchmarks --digits`` (about 12 minutes on an idle 2-core CPU with the default three
 seeds and a 40-second budget); it writes ``book/generated/benchmark_digits.json`` and ``.md``.
 """
 
@@ -46,7 +46,7 @@ class DigitsConfig:
 
     budget: float = 40.0
     seeds: tuple[int, ...] = (0, 1, 2)
-    methods: tuple[str, ...] = ("psd", "shortcut", "meanflow")
+    methods: tuple[str, ...] = ("psd", "lsd", "shortcut", "meanflow")
     steps: tuple[int, ...] = (1, 2, 4, 8)
     n_eval: int = 360
     teacher_steps: int = 100

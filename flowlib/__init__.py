@@ -20,6 +20,7 @@ Modules in the book's order (each imports only modules above it):
 * :mod:`flowlib.metrics` — sliced/exact W2, energy distance, map error, the data-vs-data floor
 * :mod:`flowlib.profiling` — what a training step keeps in memory (chapter 10)
 * :mod:`flowlib.explorer` — the self-contained HTML path explorer (chapter 4)
+* :mod:`flowlib.steer` — rewards, look-aheads and samplers toward a tilted target (chapters 12, 13)
 * :mod:`flowlib.exercises` — the checks behind the chapters' exercises
 
 The benchmark that compares every method at one budget is not part of the library: it lives in

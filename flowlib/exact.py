@@ -222,6 +222,75 @@ class GaussianMixture:
         """Log-density of the marginal :math:`p_t` at ``x`` (default: the data, t = 1); ``(batch,)``."""
         return torch.logsumexp(self._posterior(x, t)["log_joint"], dim=1).to(x.dtype)
 
+    # ------------------------------------------------------------------ tilting by a quadratic reward
+    def tilted(self, center: ArrayLike, precision: ArrayLike, strength: float) -> GaussianMixture:
+        r"""The exact tilted mixture :math:`\tilde p \propto p \, e^{\lambda r}` for a quadratic reward (chapter 12).
+
+        With :math:`r(x) = -\tfrac12 (x - c)^\top P (x - c)`, :math:`P` symmetric positive semi-definite
+        (rank-deficient allowed: a reward that looks at some directions only), every component stays Gaussian:
+        :math:`N(x; \mu_k, \Sigma_k)\, e^{\lambda r(x)} = Z_k\, N(x; \tilde\mu_k, \tilde\Sigma_k)` with
+
+        .. math::
+            A_k = I + \lambda P \Sigma_k, \quad
+            \tilde\Sigma_k = \Sigma_k A_k^{-1}, \quad
+            \tilde\mu_k = \mu_k + \lambda \tilde\Sigma_k P (c - \mu_k),
+
+            \log Z_k = -\tfrac12 \log\det A_k - \tfrac{\lambda}{2} (\mu_k - c)^\top A_k^{-1} P (\mu_k - c),
+
+        and the weights become :math:`\tilde\pi_k \propto \pi_k Z_k` (computed in log space). No inverse of
+        :math:`P` or :math:`\Sigma_k` is needed, so :math:`\lambda = 0` returns :math:`p` itself.
+
+        Args:
+            center: ``(d,)`` the reward's centre :math:`c` (or a float, the same in every coordinate).
+            precision: ``(d, d)`` symmetric positive semi-definite :math:`P`, or a float :math:`\ge 0` for
+                :math:`P = p I`.
+            strength: :math:`\lambda \ge 0`.
+
+        Returns:
+            A :class:`GaussianMixture` with the same interpolant (so its velocity and flow map are exact too).
+
+        Raises:
+            ValueError: a centre or precision of the wrong shape, a precision that is not symmetric positive
+                semi-definite, or a negative or non-finite strength.
+        """
+        c, P, lam = self._tilt_parameters(center, precision, strength)
+        eye = torch.eye(self.dim, dtype=torch.float64)
+        A = eye + lam * P @ self.covs  # (K, d, d)
+        tilted_covs = torch.linalg.solve(A.transpose(1, 2), self.covs).transpose(1, 2)  # Sigma A^{-1}
+        tilted_covs = 0.5 * (tilted_covs + tilted_covs.transpose(1, 2))
+        offset = c - self.means  # (K, d)
+        tilted_means = self.means + lam * torch.einsum("kde,ke->kd", tilted_covs, offset @ P)
+        pulled = torch.linalg.solve(A, (offset @ P)[..., None])[..., 0]  # A^{-1} P (c - mu)
+        log_z = -0.5 * torch.linalg.slogdet(A).logabsdet - 0.5 * lam * (offset * pulled).sum(1)
+        weights = torch.softmax(self.weights.log() + log_z, 0).clamp_min(torch.finfo(torch.float64).tiny)
+        return GaussianMixture(weights, tilted_means, tilted_covs, self.interpolant)
+
+    def _tilt_parameters(
+        self, center: ArrayLike, precision: ArrayLike, strength: float
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        r"""Validated :math:`(c, P, \lambda)` of a quadratic reward in this mixture's dimension."""
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+            raise ValueError(f"strength must be a finite number >= 0, got {strength!r}")
+        if strength < 0:
+            raise ValueError(f"strength must be >= 0 (a negative strength would push samples away), got {strength}")
+        c = _as_float64(center, "center")
+        c = c.expand(self.dim).clone() if c.ndim == 0 else c
+        if c.shape != (self.dim,):
+            raise ValueError(f"center must have shape ({self.dim},), got {tuple(c.shape)}")
+        P = _as_float64(precision, "precision")
+        if P.ndim == 0:
+            if float(P) < 0:
+                raise ValueError(f"a scalar precision must be >= 0, got {float(P)}")
+            P = float(P) * torch.eye(self.dim, dtype=torch.float64)
+        if P.shape != (self.dim, self.dim):
+            raise ValueError(f"precision must have shape ({self.dim}, {self.dim}) or be a float, got {tuple(P.shape)}")
+        if not torch.allclose(P, P.T, atol=1e-10 * (1 + float(P.abs().max()))):
+            raise ValueError("precision must be symmetric")
+        smallest = float(torch.linalg.eigvalsh(P).min())
+        if smallest < -1e-10 * (1 + float(P.abs().max())):
+            raise ValueError(f"precision must be positive semi-definite; its smallest eigenvalue is {smallest:.3g}")
+        return c, P, float(strength)
+
     # ------------------------------------------------------------------ the oracle flow map
     def flow_map(
         self,

@@ -657,3 +657,58 @@ def grade_slerp(slerp: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
             yours = _call(slerp, "slerp", a, b, weights)
         _same(yours, expected, f"for images of shape {shape}", atol=1e-6)
     _ok(f"right for {len(seeds)} random shapes and weights")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 12
+
+
+def _tilt_case(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, float, float]:
+    generator = torch.Generator().manual_seed(seed)
+    k = int(torch.randint(1, 5, (1,), generator=generator))
+    weights = torch.rand(k, generator=generator, dtype=torch.float64) + 0.1
+    means = 3 * torch.randn(k, generator=generator, dtype=torch.float64)
+    variances = 0.05 + torch.rand(k, generator=generator, dtype=torch.float64)
+    c, p, lam = (float(v) for v in (2 * torch.randn(1, generator=generator), 0.1 + torch.rand(1, generator=generator),
+                                    4 * torch.rand(1, generator=generator)))  # fmt: skip
+    return weights / weights.sum(), means, variances, c, p, lam
+
+
+def _compare_tilt(tilt: Callable, case: tuple, what: str) -> None:
+    weights, means, variances, c, p, lam = case
+    mixture = GaussianMixture(weights, means[:, None], variances)
+    expected = mixture.tilted([c], [[p]], lam)
+    answer = _call(tilt, "my_tilt_1d", weights, means, variances, c, p, lam)
+    assert isinstance(answer, (tuple, list)) and len(answer) == 3, "return three tensors: (weights, means, variances)"
+    new_weights, new_means, new_variances = answer
+    _same(new_means, expected.means[:, 0], f"means {what}", atol=1e-6)
+    _same(new_variances, expected.covs[:, 0, 0], f"variances {what}", atol=1e-6)
+    _same(new_weights, expected.weights, f"weights {what} (did you keep the constant left over by the square?)", 1e-6)
+
+
+def check_tilt_1d(tilt: Callable) -> None:
+    r"""Chapter 12: ``tilt(weights, means, variances, c, p, lam)``, a 1-D mixture tilted by :math:`-\frac p2 (x - c)^2`.
+
+    Compares with :meth:`flowlib.exact.GaussianMixture.tilted` on two components, then at strength 0.
+    """
+    check_callable(tilt, "tilt", "tilt(weights, means, variances, c, p, lam)")
+    weights = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    means, variances = torch.tensor([-1.0, 2.0], dtype=torch.float64), torch.tensor([0.2, 0.5], dtype=torch.float64)
+    _compare_tilt(tilt, (weights, means, variances, 1.0, 1.0, 2.0), "for two components at strength 2")
+    _compare_tilt(tilt, (weights, means, variances, 1.0, 1.0, 0.0), "at strength 0 (nothing should change)")
+    _ok("your tilted weights, means and variances match the closed form")
+
+
+def grade_tilt_1d(tilt: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 12, hidden: random mixtures of 1 to 4 components and random rewards, without ``tilted``."""
+    check_callable(tilt, "tilt", "tilt(weights, means, variances, c, p, lam)")
+    for seed in seeds:
+        case = _tilt_case(seed)
+        weights, means, variances, c, p, lam = case
+        expected = GaussianMixture(weights, means[:, None], variances).tilted([c], [[p]], lam)
+        with forbidding("flowlib.exact.GaussianMixture.tilted"):
+            answer = _call(tilt, "my_tilt_1d", weights, means, variances, c, p, lam)
+        assert isinstance(answer, (tuple, list)) and len(answer) == 3, "return three tensors"
+        right_answers = (expected.weights, expected.means[:, 0], expected.covs[:, 0, 0])
+        for yours, right, name in zip(answer, right_answers, ("weights", "means", "variances"), strict=True):
+            _same(yours, right, f"{name} of a random mixture of {len(weights)} components", atol=1e-6)
+    _ok(f"right on {len(seeds)} random mixtures and rewards")

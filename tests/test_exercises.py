@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flowlib import data, exercises, ode
-from flowlib.exact import LinearField
+from flowlib.exact import GaussianMixture, LinearField
 
 
 def test_check_stepper_measures_the_order(capsys):
@@ -275,3 +275,29 @@ def test_slerp_check_and_hidden_test(capsys):
         exercises.grade_slerp(sampling.slerp)
     with pytest.raises(AssertionError, match="not written yet"):
         exercises.check_slerp(lambda a, b, w: (_ for _ in ()).throw(NotImplementedError()))
+
+
+def test_tilt_1d_check_and_hidden_test(capsys):
+    def tilt(weights, means, variances, c, p, lam):  # written independently: Bayes' rule with a Gaussian "likelihood"
+        if lam == 0:
+            return weights, means, variances
+        likelihood_variance = 1 / (lam * p)  # exp(-lam p (x - c)^2 / 2) is N(c; x, 1/(lam p)) up to a constant
+        new_variances = variances * likelihood_variance / (variances + likelihood_variance)
+        new_means = new_variances * (means / variances + c / likelihood_variance)
+        evidence = torch.exp(-0.5 * (c - means) ** 2 / (variances + likelihood_variance)) / torch.sqrt(
+            variances + likelihood_variance
+        )
+        new_weights = weights * evidence
+        return new_weights / new_weights.sum(), new_means, new_variances
+
+    exercises.check_tilt_1d(tilt)
+    exercises.grade_tilt_1d(tilt)
+    assert "closed form" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="weights"):  # forgot the leftover constant: weights unchanged
+        exercises.check_tilt_1d(lambda w, m, v, c, p, lam: (w, *tilt(w, m, v, c, p, lam)[1:]))
+    with pytest.raises(AssertionError, match="tilted"):
+        exercises.grade_tilt_1d(
+            lambda w, m, v, c, p, lam: (lambda t: (t.weights, t.means[:, 0], t.covs[:, 0, 0]))(
+                GaussianMixture(w, m[:, None], v).tilted([c], [[p]], lam)
+            )
+        )

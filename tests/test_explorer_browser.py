@@ -57,3 +57,36 @@ def test_two_explorers_on_one_page_are_independent(browser):
     assert roots.nth(1).locator(".fx-readout").inner_text() == readout_b
     assert roots.nth(0).get_attribute("data-s") == "0" and roots.nth(1).get_attribute("data-s") != "0"
     page.close()
+
+
+def test_image_explorer_paints_the_three_thumbnails_and_repaints_the_jump(browser):
+    """Chapter 11's explorer on image paths: x_s, the jump and the true x_t are drawn, and move with t."""
+    from flowlib.exact import GaussianMixture
+
+    digits = data.digits()
+    means = torch.stack([digits.images[digits.labels == k].mean(0).reshape(-1) for k in range(2)])
+    mix = GaussianMixture([0.5, 0.5], means, 0.05)
+    start = torch.randn(8, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    html = explorer.explore(
+        mix.velocity, start=start, reference_flow_map=mix.flow_map, grid_size=4, highlight=2, image_shape=(1, 8, 8)
+    ).html
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_content(f"<!DOCTYPE html><html><body>{html}</body></html>")
+    page.wait_for_function("() => +document.querySelector('.flowlib-explorer').dataset.draws >= 1", timeout=5000)
+    thumbnails = page.locator(".fx-thumb canvas")
+    assert thumbnails.count() == 3
+    pictures = "() => [...document.querySelectorAll('.fx-thumb canvas')].map(c => c.toDataURL())"
+    blank = page.evaluate(
+        "() => { const c = document.createElement('canvas'); c.width = 8; c.height = 8; return c.toDataURL(); }"
+    )
+    before = page.evaluate(pictures)
+    assert all(picture != blank for picture in before), "every thumbnail is painted"
+    page.locator("input.fx-s").fill("0")
+    page.locator("input.fx-t").fill("3")
+    after = page.evaluate(pictures)
+    page.locator("input.fx-t").fill("1")
+    assert page.evaluate(pictures)[1] != after[1], "moving t repaints the jump"
+    assert errors == []
+    page.close()
