@@ -712,3 +712,55 @@ def grade_tilt_1d(tilt: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
         for yours, right, name in zip(answer, right_answers, ("weights", "means", "variances"), strict=True):
             _same(yours, right, f"{name} of a random mixture of {len(weights)} components", atol=1e-6)
     _ok(f"right on {len(seeds)} random mixtures and rewards")
+
+
+def _proximal_case(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, float]:
+    generator = torch.Generator().manual_seed(seed)
+    d = int(torch.randint(1, 4, (1,), generator=generator))
+    x = 2 * torch.randn(
+        int(torch.randint(3, 9, (1,), generator=generator)), d, generator=generator, dtype=torch.float64
+    )
+    c = torch.randn(d, generator=generator, dtype=torch.float64)
+    root = torch.randn(d, d, generator=generator, dtype=torch.float64)
+    precision = root @ root.T if seed % 2 else torch.outer(root[0], root[0])  # full rank, or rank one
+    lam, beta = float(torch.rand(1, generator=generator)) * 4, 0.1 + float(torch.rand(1, generator=generator)) * 3
+    return x, c, precision, lam, beta
+
+
+def _expected_proximal(
+    x: torch.Tensor, c: torch.Tensor, precision: torch.Tensor, lam: float, beta: float
+) -> torch.Tensor:
+    """Fixed-point iteration of the optimality condition, independent of the closed form the answer writes."""
+    y = x.clone()
+    step = 1 / (beta + lam * float(torch.linalg.eigvalsh(precision).max()) + 1e-12)
+    for _ in range(20_000):
+        y = y - step * (lam * (y - c) @ precision + beta * (y - x))
+    return y
+
+
+def check_proximal_point(proximal: Callable) -> None:
+    r"""Chapter 13: ``proximal(x, c, P, lam, beta)``, the maximiser of :math:`\lambda r(y) - \frac\beta2\|y - x\|^2`.
+
+    Two cases in two dimensions: an isotropic reward, and a reward that looks at one direction only.
+    """
+    check_callable(proximal, "proximal", "proximal(x, c, P, lam, beta)")
+    x = torch.tensor([[2.0, 0.0], [-1.0, 1.5], [0.0, -2.0]], dtype=torch.float64)
+    c = torch.tensor([1.6, 1.6], dtype=torch.float64)
+    for precision, what in [
+        (0.5 * torch.eye(2, dtype=torch.float64), "P = 0.5 I"),
+        (torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64), "P rewarding x only"),
+    ]:
+        answer = _call(proximal, "my_proximal_point", x, c, precision, 2.0, 1.0)
+        _same(answer, _expected_proximal(x, c, precision, 2.0, 1.0), f"three points, {what}, lambda 2, beta 1")
+    _ok("your proximal points maximise the reward minus the penalty")
+
+
+def grade_proximal_point(proximal: Callable, seeds: tuple[int, ...] = (1, 2, 3, 4)) -> None:
+    """Chapter 13, hidden: random points, centres and (full-rank or rank-one) precisions in 1 to 3 dimensions."""
+    check_callable(proximal, "proximal", "proximal(x, c, P, lam, beta)")
+    for seed in seeds:
+        x, c, precision, lam, beta = _proximal_case(seed)
+        with forbidding("flowlib.steer.QuadraticReward.proximal"):
+            answer = _call(proximal, "my_proximal_point", x, c, precision, lam, beta)
+        _same(answer, _expected_proximal(x, c, precision, lam, beta), f"random case {seed} in {x.shape[1]} dimensions")
+    _ok(f"right on {len(seeds)} random cases")

@@ -35,6 +35,7 @@ import hashlib
 import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -669,6 +670,22 @@ def _build_model(spec: Method, pool: torch.Tensor, o: FitOptions, device: torch.
     return (VelocityModel(net) if n_times == 1 else FlowMap(net, kind=spec.kind)).to(device)
 
 
+def _start_from(model: nn.Module, init: object) -> None:
+    """Copy ``init``'s weights into ``model``, with an error that says what differs when they do not fit."""
+    if not isinstance(init, nn.Module):
+        raise TypeError(f"init must be a model that fit returned (a torch.nn.Module), got {type(init).__name__}")
+    ours, theirs = model.state_dict(), init.state_dict()
+    mismatched = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
+    if mismatched or len(theirs) != len(ours) or type(model) is not type(init):
+        raise ValueError(
+            f"init must have the network these options build ({type(model).__name__} with "
+            f"{sum(v.numel() for v in ours.values())} weights); it is a {type(init).__name__} whose weights differ "
+            f"(first mismatch: {mismatched[0] if mismatched else 'the set of layers'}). Pass the options the model "
+            "was trained with (model.record.options)"
+        )
+    model.load_state_dict({k: v.to(ours[k].device, ours[k].dtype) for k, v in theirs.items()})
+
+
 def fit(
     method: str,
     data: object,
@@ -681,6 +698,9 @@ def fit(
     cache: bool = True,
     name: str | None = None,
     device: str | torch.device | None = None,
+    init: nn.Module | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
     **options: object,
 ) -> VelocityModel | FlowMap:
     r"""Train a velocity (``"flow_matching"``) or a flow map :math:`X^\theta_{s,t}` with one of the book's objectives.
@@ -700,6 +720,11 @@ def fit(
             training length, the data, the teacher and :data:`flowlib.train.CACHE_FORMAT`.
         name: prefix of the cache file (default: the method).
         device: where to train (default: :func:`flowlib.chapter.default_device`, CUDA when present).
+        init: start from this model's weights instead of a fresh initialisation (fine-tuning, chapter 13); it
+            must have the network these options build (e.g. a model ``fit`` returned with the same options).
+        checkpoint: file for periodic checkpoints of a long run; with ``resume=True`` an interrupted run
+            continues from it (see :func:`flowlib.train.train`).
+        resume: continue from ``checkpoint`` if it exists.
         **options: fields of :class:`FitOptions` that the method reads.
 
     Returns:
@@ -725,9 +750,14 @@ def fit(
 
     pool = _data_pool(data, o.pool_size, seed)
     key = {"method": method, "options": asdict(o), "data": _fingerprint(pool), "teacher": _fingerprint(teacher)}
+    if init is not None:
+        key["init"] = _fingerprint(init)
     pool = pool.to(device)
     torch.manual_seed(seed)
-    trainee = Trainee(_build_model(spec, pool, o, device), target=spec.kind == "consistency")
+    model = _build_model(spec, pool, o, device)
+    if init is not None:
+        _start_from(model, init)
+    trainee = Trainee(model, target=spec.kind == "consistency")
     context = Context(
         o,
         get_interpolant(o.interpolant),
@@ -748,6 +778,8 @@ def fit(
         name=name or method,
         max_seconds=max_seconds,
         progress=progress,
+        checkpoint=checkpoint,
+        resume=resume,
         after_step=(lambda module: train.ema_update(module.target, module.model, o.target_decay))
         if trainee.target is not None
         else None,

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -82,6 +83,30 @@ class QuadraticReward:
     def tilt(self, mixture: GaussianMixture, strength: float) -> GaussianMixture:
         r"""The exact :math:`\tilde p \propto p\, e^{\lambda r}` (:meth:`~flowlib.exact.GaussianMixture.tilted`)."""
         return mixture.tilted(self.center, self.precision, strength)
+
+    def proximal(self, x: torch.Tensor, strength: float, penalty: float) -> torch.Tensor:
+        r"""The direct method's optimum: :math:`\arg\max_y \lambda r(y) - \frac\beta2\|y - x\|^2`.
+
+        Setting the gradient to zero, :math:`\lambda P (c - y) = \beta (y - x)`, so
+        :math:`y = (\beta I + \lambda P)^{-1}(\beta x + \lambda P c)`: each point moves toward :math:`c` along
+        the rewarded directions, by a share :math:`\lambda p / (\beta + \lambda p)` when :math:`P = pI`.
+        This is the exact optimum of :func:`finetune`'s ``"direct"`` method applied to the base's samples.
+
+        Args:
+            x: ``(n, d)`` points (e.g. the base map's one-step samples).
+            strength: :math:`\lambda \ge 0`.
+            penalty: :math:`\beta > 0`.
+
+        Returns:
+            ``(n, d)`` in ``x``'s dtype.
+        """
+        as_points(x, "x")
+        lam, beta = _check_strength(strength), check_positive(penalty, "penalty")
+        flat = x.reshape(x.shape[0], -1)
+        c, P = self._parameters(flat.shape[1], flat)
+        system = beta * torch.eye(flat.shape[1], dtype=flat.dtype) + lam * P
+        right = beta * flat + lam * (P @ c)
+        return torch.linalg.solve(system, right.T).T.reshape(x.shape)
 
     def expected(self, mixture: GaussianMixture) -> float:
         r"""The exact mean reward under a mixture.
@@ -352,10 +377,11 @@ def guided_velocity(
     the end of the path given :math:`x_t` is certain. With ``anneal=False``, :math:`\lambda_t = \lambda`; the
     factor :math:`(1 - t)/t` then needs a look-ahead whose gradient vanishes as :math:`t \to 0`, as the
     denoiser's does (at :math:`t = 0` it is the data mean, whatever :math:`x`), and is capped at
-    :math:`(1 - t_{\min})/t_{\min}`. A flow map's look-ahead keeps an :math:`O(1)` gradient at :math:`t = 0`, and
-    the factor blows it up; ``anneal=True`` ramps the tilt along the path, :math:`\lambda_t = \lambda t`, so
-    the correction becomes :math:`\lambda (1 - t) \nabla_x r(L_t(x))`, zero at the noise (whose tilted law is
-    the untilted Gaussian) and :math:`\lambda` at the data.
+    :math:`(1 - t_{\min})/t_{\min}`. A flow map's look-ahead keeps an :math:`O(1)` gradient at :math:`t = 0`
+    (:math:`\lambda r(X_{t,1})` is the log-ratio of the tilt pulled back along the ODE, not :math:`\log h_t`),
+    and the factor blows it up; ``anneal=True`` ramps the tilt along the path, :math:`\lambda_t = \lambda t`,
+    so the correction becomes :math:`\lambda (1 - t) \nabla_x r(L_t(x))`: :math:`\lambda` times the gradient at
+    the noise, zero at the data. Annealing is a heuristic, not derived from either family of tilted marginals.
 
     Args:
         velocity: ``velocity(x, t)``, ``t`` a ``(batch,)`` tensor.
@@ -444,8 +470,9 @@ def smc(
     multiplied by :math:`G_k / G_{k-1}`, the particles are resampled when the effective sample size falls below
     ``resample_below`` of their number, and each moves to :math:`x_{t_{k+1}} = (1 - t_{k+1})\,z + t_{k+1}\,\hat x_1`
     with fresh noise :math:`z`. With an exact map this transition keeps the marginal :math:`p_{t_{k+1}}` (the
-    interpolant of an independent noise and a sample of :math:`p`), and the last potential is the reward of the
-    sample itself, so the weighted particles target :math:`\tilde p` whatever the intermediate potentials; good
+    interpolant of an independent noise and a sample of :math:`p`), and the product of the weight increments
+    telescopes to the last potential, the reward of the sample itself, so the weighted particles are a consistent
+    estimate of :math:`\tilde p` (exact as the particles grow) whatever the intermediate potentials; good
     look-aheads only lower the variance. A final resampling returns unweighted samples. Costs ``steps`` jumps
     per particle.
 
@@ -563,3 +590,246 @@ def score(samples: torch.Tensor, target: GaussianMixture, reward: Reward, seed: 
         exact_reward=exact,
         mode_error=0.5 * float((mode_weights(flat, target) - target.weights).abs().sum()),
     )
+
+
+# ---------------------------------------------------------------------------------------------- reward fine-tuning
+
+#: The ways :func:`finetune` moves a flow map toward the tilted target.
+FINETUNE_METHODS = ("weighted", "direct", "reference")
+
+
+@dataclass
+class FinetuneRecord:
+    r"""How :func:`finetune` trained a model (its ``record`` attribute).
+
+    Attributes:
+        method: one of :data:`FINETUNE_METHODS`.
+        strength: :math:`\lambda`.
+        result: the training loop's :class:`flowlib.train.TrainResult` (losses, steps, seconds, cache).
+        options: the base model's :class:`flowlib.fitting.FitOptions` (``"weighted"``, ``"reference"``).
+        penalty: :math:`\beta` of the direct method.
+        candidates: one-step samples drawn and weighted (``"weighted"``).
+        ess: effective sample size of the candidates' weights (``"weighted"``).
+        prepare_seconds: seconds spent drawing and weighting the candidates.
+    """
+
+    method: str
+    strength: float
+    result: object
+    options: object = None
+    penalty: float | None = None
+    candidates: int = 0
+    ess: float | None = None
+    prepare_seconds: float = 0.0
+
+    @property
+    def losses(self) -> list[float]:
+        """The loss at every step."""
+        return self.result.losses
+
+    @property
+    def seconds(self) -> float:
+        """Preparation plus training time (of the original run when loaded from the cache)."""
+        return self.prepare_seconds + self.result.seconds
+
+    def __str__(self) -> str:
+        return f"fine-tuned ({self.method}, lambda = {self.strength:g}): {self.result}"
+
+
+def _sample_shape(base: torch.nn.Module, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    if shape is not None:
+        if not isinstance(shape, (tuple, list)) or not all(isinstance(n, int) and n > 0 for n in shape):
+            raise ValueError(f"shape must be a tuple of positive ints (one sample's shape), got {shape!r}")
+        return tuple(shape)
+    dim = getattr(base.net, "dim", None)
+    if dim is None:
+        raise ValueError("shape is needed for an image flow map: pass shape=(C, H, W), e.g. (1, 8, 8)")
+    return (dim,)
+
+
+def _reward_key(reward: Reward) -> str:
+    """What defines a reward for the cache: its code or parameters, and what a closure holds (a classifier…)."""
+    from flowlib.fitting import _fingerprint
+
+    parts = [_fingerprint(reward)]
+    if not hasattr(reward, "__code__") and hasattr(reward, "__dict__"):  # an object such as QuadraticReward
+        parts.append(repr({k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in vars(reward).items()}))
+    for cell in getattr(reward, "__closure__", None) or ():
+        parts.append(_fingerprint(cell.cell_contents))
+    return "|".join(parts)
+
+
+def _weighted_pool(
+    base: torch.nn.Module, reward: Reward, lam: float, shape: tuple[int, ...], candidates: int, seed: int
+) -> tuple[torch.Tensor, float]:
+    r"""``candidates`` one-step samples of ``base``, resampled in proportion to :math:`e^{\lambda r}`; and the ESS."""
+    generate = one_step(base)
+    noise = _noise(candidates, shape, seed, torch.float32)
+    samples = torch.cat([generate(chunk) for chunk in noise.split(8192)])
+    with torch.no_grad():
+        log_weights = lam * reward(samples).double()
+    generator = torch.Generator().manual_seed(seed + 1)
+    picked = torch.multinomial(torch.softmax(log_weights, 0), candidates, replacement=True, generator=generator)
+    return samples[picked], effective_sample_size(log_weights)
+
+
+def _direct_loss(
+    base: torch.nn.Module, reward: Reward, lam: float, penalty: float, shape: tuple[int, ...], batch_size: int
+) -> Callable:
+    r"""Direct objective: :math:`E_z[-\lambda r(X_\theta(z)) + \frac\beta2 \|X_\theta(z) - X_0(z)\|^2]`."""
+
+    def loss_fn(model: torch.nn.Module, generator: torch.Generator, progress: float) -> torch.Tensor:
+        device = generator.device
+        z = torch.randn((batch_size, *shape), generator=generator, device=device)
+        s, t = torch.zeros(batch_size, device=device), torch.ones(batch_size, device=device)
+        jumped = model(z, s, t)
+        with torch.no_grad():
+            anchor = base(z, s, t)
+        distance = (jumped - anchor).reshape(batch_size, -1).square().sum(1)
+        return (-lam * reward(jumped) + 0.5 * penalty * distance).mean()
+
+    return loss_fn
+
+
+def finetune(
+    base: torch.nn.Module,
+    reward: Reward,
+    strength: float,
+    method: str = "weighted",
+    train_steps: int = 500,
+    *,
+    target: object = None,
+    penalty: float = 1.0,
+    candidates: int = 100_000,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    shape: tuple[int, ...] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    cache: bool = True,
+    checkpoint: str | None = None,
+    resume: bool = False,
+    max_seconds: float | None = None,
+) -> torch.nn.Module:
+    r"""Fine-tune a flow map from :func:`flowlib.fit` toward the tilt :math:`\tilde p \propto p\, e^{\lambda r}`.
+
+    Three methods, each starting from ``base``'s weights:
+
+    * ``"weighted"`` (reward-weighted self-distillation): draw ``candidates`` one-step samples
+      :math:`X_{0,1}(z)` of the base map, resample them in proportion to :math:`e^{\lambda r}` (importance
+      weights toward :math:`\tilde p`, as :func:`importance_resample`), and continue training with the base's
+      own objective and options on these samples. Consistent as the candidates grow, if the base map is exact.
+    * ``"direct"``: maximise the reward of one-step samples through the map, with a penalty that keeps each
+      sample near the base map's sample of the same noise,
+
+      .. math::
+          \min_\theta\; E_z\big[-\lambda\, r(X^\theta_{0,1}(z))
+          + \tfrac\beta2 \|X^\theta_{0,1}(z) - X^{\text{base}}_{0,1}(z)\|^2\big].
+
+      Each sample moves to a proximal point of the reward from its base sample: the mode weights stay the
+      base's (a bias), and as :math:`\beta \to 0` every sample collapses onto the reward's maximiser. Only the
+      one-step jump is trained; the map's other jumps are not kept consistent.
+    * ``"reference"``: the base's objective on exact samples of ``target`` (e.g. ``reward.tilt(mixture, λ)``)
+      for the same budget: what the weighted method would reach with perfect candidates.
+
+    Like :func:`flowlib.fit`: a progress bar, the cache (keyed by the base's weights, the reward, the strength
+    and every option), checkpoints with ``resume``, and a clear error on NaN.
+
+    Args:
+        base: a flow map returned by :func:`flowlib.fit` (its ``record`` gives the objective and options).
+        reward: ``r(x)``, ``(batch, ...)`` → ``(batch,)``; differentiable for ``"direct"``.
+        strength: :math:`\lambda \ge 0`.
+        method: one of :data:`FINETUNE_METHODS`.
+        train_steps: optimisation steps.
+        target: for ``"reference"``: a :class:`~flowlib.exact.GaussianMixture` or samples of :math:`\tilde p`.
+        penalty: :math:`\beta > 0` of ``"direct"``.
+        candidates: one-step samples drawn for ``"weighted"``.
+        batch_size: samples per step (default: the base's).
+        lr: learning rate (default: the base's).
+        shape: one sample's shape; needed for image maps (e.g. ``(1, 8, 8)``), else read from the network.
+        seed: seed of the candidates, the batches and the resampling.
+        progress: show a progress bar.
+        cache: load/save the result in the cache.
+        checkpoint: file for periodic checkpoints (``resume=True`` continues an interrupted run).
+        resume: continue from ``checkpoint`` if it exists.
+        max_seconds: stop after this much training time.
+
+    Returns:
+        The fine-tuned :class:`~flowlib.flowmap.FlowMap` in eval mode, with ``record`` a :class:`FinetuneRecord`.
+
+    Raises:
+        TypeError: ``base`` is not a flow map from :func:`flowlib.fit`.
+        ValueError: an unknown method, a negative strength, a missing ``target``, a bad penalty or count.
+    """
+    from flowlib import fitting, train
+    from flowlib.flowmap import FlowMap
+
+    if not isinstance(base, FlowMap) or not isinstance(getattr(base, "record", None), fitting.FitRecord):
+        raise TypeError(
+            f"base must be a flow map returned by flowlib.fit (it carries .record), got {type(base).__name__}"
+        )
+    if method not in FINETUNE_METHODS:
+        raise ValueError(f"method must be one of {FINETUNE_METHODS}, got {method!r}")
+    check_callable(reward, "reward", "reward(x) -> (batch,)")
+    lam = _check_strength(strength)
+    check_positive_int(train_steps, "train_steps")
+    check_positive_int(candidates, "candidates")
+    penalty = check_positive(penalty, "penalty")
+    shape = _sample_shape(base, shape)
+    base_method, options = base.record.method, base.record.options
+    spec = fitting.METHODS[base_method]
+    if spec.teacher != "none":
+        raise ValueError(f"base must be self-distilled (its own objective needs no teacher); {base_method!r} needs one")
+    overrides = {k: v for k, v in (("batch_size", batch_size), ("lr", lr)) if v is not None}
+    common = dict(
+        seed=seed, progress=progress, cache=cache, max_seconds=max_seconds, checkpoint=checkpoint, resume=resume
+    )
+    if method in ("weighted", "reference"):
+        read = fitting.defaults(base_method)
+        fit_options = {k: getattr(options, k) for k in read} | overrides
+        if method == "reference":
+            if target is None:
+                raise ValueError(
+                    "method 'reference' trains on exact samples of the tilt: pass target=<a GaussianMixture or samples>"
+                )
+            start, data, ess = time.perf_counter(), target, None
+        else:
+            start = time.perf_counter()
+            data, ess = _weighted_pool(base, reward, lam, shape, candidates, seed)
+        prepare = time.perf_counter() - start
+        model = fitting.fit(
+            base_method, data, train_steps, name=f"finetune-{method}", init=base, **common, **fit_options
+        )
+        model.record = FinetuneRecord(
+            method, lam, model.record.result, options, None, candidates if method == "weighted" else 0, ess, prepare
+        )
+        return model
+    batch = overrides.get("batch_size", options.batch_size)
+    model = copy.deepcopy(base).requires_grad_(True)
+    frozen = copy.deepcopy(base).requires_grad_(False).eval()
+    key = {
+        "finetune": "direct",
+        "base": fitting._fingerprint(base),
+        "reward": _reward_key(reward),
+        "strength": lam,
+        "penalty": penalty,
+        "batch_size": batch,
+        "shape": list(shape),
+    }
+    result = train.train(
+        model,
+        _direct_loss(frozen, reward, lam, penalty, shape, batch),
+        train_steps,
+        lr=overrides.get("lr", options.lr),
+        grad_clip=options.grad_clip,
+        seed=seed,
+        cache_key=key if cache else None,
+        name="finetune-direct",
+        checkpoint=checkpoint,
+        resume=resume,
+        max_seconds=max_seconds,
+        progress=progress,
+    )
+    model = result.model
+    model.record = FinetuneRecord("direct", lam, result, options, penalty)
+    return model

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from flowlib import data, exercises, ode
+from flowlib import data, exercises, ode, steer
 from flowlib.exact import GaussianMixture, LinearField
 
 
@@ -301,3 +301,28 @@ def test_tilt_1d_check_and_hidden_test(capsys):
                 GaussianMixture(w, m[:, None], v).tilted([c], [[p]], lam)
             )
         )
+
+
+def test_proximal_point_check_and_hidden_test(capsys):
+    def proximal(x, c, precision, lam, beta):  # written independently: gradient ascent to the stationary point
+        y = x.clone().requires_grad_(True)
+        optimiser = torch.optim.LBFGS([y], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14)
+
+        def objective():
+            optimiser.zero_grad()
+            value = 0.5 * lam * (((y - c) @ precision) * (y - c)).sum() + 0.5 * beta * ((y - x) ** 2).sum()
+            value.backward()
+            return value
+
+        optimiser.step(objective)
+        return y.detach()
+
+    exercises.check_proximal_point(proximal)
+    exercises.grade_proximal_point(proximal)
+    assert "maximise the reward minus the penalty" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="rewarding x only"):  # right for P = pI only
+        exercises.check_proximal_point(
+            lambda x, c, P, lam, beta: (beta * x + lam * P[0, 0] * c) / (beta + lam * P[0, 0])
+        )
+    with pytest.raises(AssertionError, match="QuadraticReward.proximal"):
+        exercises.grade_proximal_point(lambda x, c, P, lam, beta: steer.QuadraticReward(c, P).proximal(x, lam, beta))

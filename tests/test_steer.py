@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+import flowlib
 from flowlib import data, metrics, steer
 from flowlib.exact import GaussianMixture
 
@@ -220,3 +221,92 @@ def test_the_score_of_exact_samples_is_at_the_floor_and_of_the_untilted_data_far
     assert torch.allclose(shares, target.weights, atol=0.03) and float(shares.sum()) == pytest.approx(1.0)
     disc = steer.RegionReward([0.0, 2.0], radius=0.8)
     assert steer.score(mix.sample(100, seed=8), target, disc).exact_reward is None
+
+
+# ---------------------------------------------------------------------------------------------- reward fine-tuning
+
+REWARD = steer.QuadraticReward(center=[1.6, 1.6], precision=0.5)
+
+
+@pytest.fixture(scope="module")
+def small_base():
+    """A quickly trained PSD map on the eight Gaussians (poor, but a flow map from fit with a record)."""
+    return flowlib.fit("psd", "eight_gaussians", train_steps=40, seed=0, width=32, depth=2, progress=False, cache=False)
+
+
+def _mean_reward(model, n=2000):
+    noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(3))
+    return float(REWARD(steer.one_step(model)(noise)).mean())
+
+
+def test_weighted_finetuning_trains_on_resampled_one_step_samples_and_raises_the_reward(small_base):
+    tuned = steer.finetune(small_base, REWARD, 2.0, "weighted", 60, candidates=5000, progress=False, cache=False)
+    record = tuned.record
+    assert isinstance(record, steer.FinetuneRecord) and record.method == "weighted"
+    assert record.candidates == 5000 and 1 < record.ess < 5000
+    assert record.result.steps == 60 and record.seconds >= record.result.seconds
+    assert _mean_reward(tuned) > _mean_reward(small_base) + 0.5
+    base_weights = dict(small_base.named_parameters())
+    assert any(not torch.equal(p, base_weights[k]) for k, p in tuned.named_parameters())  # trained, a new model
+
+
+def test_direct_finetuning_collapses_toward_the_reward_maximiser_as_the_penalty_vanishes(small_base):
+    def spread(model):
+        noise = torch.randn(2000, 2, generator=torch.Generator().manual_seed(4))
+        return float((steer.one_step(model)(noise) - REWARD.center.float()).norm(dim=1).mean())
+
+    strong = steer.finetune(small_base, REWARD, 2.0, "direct", 80, penalty=10.0, progress=False, cache=False)
+    weak = steer.finetune(small_base, REWARD, 2.0, "direct", 80, penalty=0.05, progress=False, cache=False)
+    assert strong.record.penalty == 10.0 and weak.record.method == "direct"
+    assert spread(weak) < 0.5 * spread(strong)
+    assert spread(strong) < spread(small_base)
+
+
+def test_reference_finetuning_trains_from_the_base_weights_on_the_target(small_base):
+    target = REWARD.tilt(data.mixture("eight_gaussians"), 2.0)
+    tuned = steer.finetune(small_base, REWARD, 2.0, "reference", 60, target=target, progress=False, cache=False)
+    assert tuned.record.method == "reference" and tuned.record.ess is None
+    assert _mean_reward(tuned) > _mean_reward(small_base) + 0.5
+
+
+def test_finetune_rejects_bad_input_with_clear_errors(small_base):
+    with pytest.raises(TypeError, match="base must be a flow map returned by flowlib.fit"):
+        steer.finetune(torch.nn.Linear(2, 2), REWARD, 1.0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        steer.finetune(small_base, REWARD, 1.0, "greedy")
+    with pytest.raises(ValueError, match="pass target="):
+        steer.finetune(small_base, REWARD, 1.0, "reference")
+    with pytest.raises(ValueError, match="strength must be >= 0"):
+        steer.finetune(small_base, REWARD, -1.0)
+    with pytest.raises(ValueError, match="penalty"):
+        steer.finetune(small_base, REWARD, 1.0, "direct", penalty=0.0)
+    with pytest.raises(ValueError, match="shape must be a tuple"):
+        steer.finetune(small_base, REWARD, 1.0, shape=(2, -1))
+
+
+def test_fit_can_start_from_a_model_and_says_when_it_does_not_fit(small_base):
+    same = flowlib.fit(
+        "psd", "eight_gaussians", 1, width=32, depth=2, lr=1e-12, init=small_base, progress=False, cache=False
+    )
+    x = torch.randn(64, 2)
+    s, t = torch.zeros(64), torch.ones(64)
+    with torch.no_grad():
+        assert torch.allclose(same(x, s, t), small_base(x, s, t), atol=1e-5)
+    with pytest.raises(ValueError, match="init must have the network these options build"):
+        flowlib.fit("psd", "eight_gaussians", 1, width=64, depth=2, init=small_base, progress=False, cache=False)
+    with pytest.raises(TypeError, match="init must be a model"):
+        flowlib.fit("psd", "eight_gaussians", 1, init="psd", progress=False, cache=False)
+
+
+def test_the_proximal_point_is_where_the_direct_objective_is_stationary():
+    reward = steer.QuadraticReward(center=[1.0, -0.5], precision=[[1.0, 0.3], [0.3, 0.2]])
+    x = torch.randn(50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = reward.proximal(x, 2.0, 0.7).requires_grad_(True)
+    objective = 2.0 * reward(y) - 0.35 * ((y - x) ** 2).sum(1)
+    (gradient,) = torch.autograd.grad(objective.sum(), y)
+    assert gradient.abs().max() < 1e-10
+    assert torch.allclose(reward.proximal(x, 0.0, 0.7), x)
+    isotropic = steer.QuadraticReward(center=[1.6, 1.6], precision=0.5)  # moves a share lam p / (beta + lam p) toward c
+    assert torch.allclose(isotropic.proximal(x, 2.0, 1.0), (x + torch.tensor([1.6, 1.6], dtype=torch.float64)) / 2)
+    with pytest.raises(ValueError, match="penalty"):
+        reward.proximal(x, 1.0, 0.0)
