@@ -7,11 +7,13 @@ Run it from the repository root::
     python -m benchmarks --threads 2 --datasets eight_gaussians --merge  # rerun one dataset only
     python -m benchmarks --render     # redraw the table and chart from the existing benchmark.json
     python -m benchmarks --digits --threads 2  # the digits rows (about 10 minutes; chapter 11's models)
+    python -m benchmarks --steering --threads 2  # steering and fine-tuning against the exact tilt (minutes)
 
 It writes ``book/generated/benchmark.json`` (every number, with the configuration and the machine),
 ``book/generated/benchmark.md`` (the tables the book's appendix includes) and
 ``book/generated/benchmark.svg`` (the ratio-against-steps chart beside them); with ``--digits``,
-``book/generated/benchmark_digits.json`` and ``.md`` (:mod:`benchmarks.digits`). Training and scoring live in
+``book/generated/benchmark_digits.json`` and ``.md`` (:mod:`benchmarks.digits`); with ``--steering``,
+``book/generated/benchmark_steering.json`` and ``.md`` (:mod:`benchmarks.steering`). Training and scoring live in
 :mod:`benchmarks.run`, the table and the targets in :mod:`benchmarks.report`.
 """
 
@@ -27,6 +29,8 @@ from benchmarks.digits import DigitsConfig, run_digits
 from benchmarks.digits import to_markdown as digits_markdown
 from benchmarks.report import chart, finish, merge, to_markdown
 from benchmarks.run import DATASETS, DISTILLED, FROM_SCRATCH, VARIANTS, BenchConfig, run
+from benchmarks.steering import SteeringConfig, run_steering
+from benchmarks.steering import to_markdown as steering_markdown
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -43,9 +47,14 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--render", action="store_true", help="only redraw the table and chart from benchmark.json")
     parser.add_argument("--digits", action="store_true", help="run the digits rows (benchmarks.digits) instead")
+    parser.add_argument(
+        "--steering", action="store_true", help="run the steering and fine-tuning rows (benchmarks.steering) instead"
+    )
     args = parser.parse_args(argv)
     if args.digits:
         return run_digits_rows(args)
+    if args.steering:
+        return run_steering_rows(args)
     if args.render:
         result = finish(json.loads((args.out / "benchmark.json").read_text()))
         write(result, args.out)
@@ -78,6 +87,18 @@ def main(argv: list[str] | None = None) -> dict:
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
     write(result, args.out)
     print(to_markdown(result))
+    return result
+
+
+def run_steering_rows(args: argparse.Namespace) -> dict:
+    """``--steering``: steer and fine-tune against the exact tilt, write ``benchmark_steering.json`` and ``.md``."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = run_steering(SteeringConfig.quick() if args.quick else SteeringConfig())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark_steering.json").write_text(json.dumps(result, indent=2, default=str))
+    (args.out / "benchmark_steering.md").write_text(steering_markdown(result))
+    print(steering_markdown(result))
     return result
 
 

@@ -577,8 +577,8 @@ def consistency_rules(
     tangent = to_numpy(velocity(torch.as_tensor(x_t).reshape(1, 2), torch.tensor([t], dtype=torch.float64)))[0]
     pad = 0.35
     low, high = path.min(0) - pad, path.max(0) + pad
-    titles = ("compositional: two jumps make one", "Lagrangian: the end moves with the flow",
-              "Eulerian: sliding the start keeps the end")  # fmt: skip
+    titles = ("compositional:\ntwo jumps make one", "Lagrangian:\nthe end moves with the flow",
+              "Eulerian:\nsliding the start keeps the end")  # fmt: skip
     for ax, title in zip(axes, titles, strict=True):
         ax.plot(path[:, 0], path[:, 1], color="#bbbbbb", lw=3, zorder=0)
         ax.set_xlim(low[0], high[0])

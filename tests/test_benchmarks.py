@@ -238,3 +238,15 @@ def test_the_digits_rows_run_end_to_end_and_write_their_table(tmp_path):
         from benchmarks import digits
 
         digits.run_digits(digits.DigitsConfig(n_eval=1000))
+
+
+def test_the_steering_rows_run_end_to_end_and_write_their_tables(tmp_path):
+    result = cli.main(["--steering", "--quick", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "benchmark_steering.json").read_text())["config"]["seeds"] == [0, 1]
+    table = (tmp_path / "benchmark_steering.md").read_text()
+    assert "| importance resampling |" in table and "| reward-weighted |" in table and "| target |" in table
+    exact = result["rows"]["exact samples"]["w2_ratio"]
+    assert len(exact["values"]) == 2 and all(v > 0 for v in exact["values"])
+    assert set(result["rows"]) >= {"SMC", "guidance, flow map (annealed)", "reference (exact samples)"}
+    assert 0 < result["gradient"]["time_ratio"]["mean"] and 0 < result["gradient"]["memory_ratio"]["mean"] < 1
+    assert any(name.startswith("importance resampling") for name in result["targets"])

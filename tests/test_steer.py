@@ -310,3 +310,13 @@ def test_the_proximal_point_is_where_the_direct_objective_is_stationary():
     assert torch.allclose(isotropic.proximal(x, 2.0, 1.0), (x + torch.tensor([1.6, 1.6], dtype=torch.float64)) / 2)
     with pytest.raises(ValueError, match="penalty"):
         reward.proximal(x, 1.0, 0.0)
+
+
+def test_a_second_identical_finetune_loads_from_the_cache(small_base):
+    first = steer.finetune(small_base, REWARD, 2.0, "direct", 5, progress=False)
+    same_reward = steer.QuadraticReward(center=[1.6, 1.6], precision=0.5)  # another object, the same reward
+    again = steer.finetune(small_base, same_reward, 2.0, "direct", 5, progress=False)
+    moved = steer.QuadraticReward(center=[1.0, 1.6], precision=0.5)
+    other = steer.finetune(small_base, moved, 2.0, "direct", 5, progress=False)
+    assert not first.record.result.from_cache and again.record.result.from_cache
+    assert not other.record.result.from_cache  # another reward is another model
