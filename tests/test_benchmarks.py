@@ -250,3 +250,20 @@ def test_the_steering_rows_run_end_to_end_and_write_their_tables(tmp_path):
     assert set(result["rows"]) >= {"SMC", "guidance, flow map (annealed)", "reference (exact samples)"}
     assert 0 < result["gradient"]["time_ratio"]["mean"] and 0 < result["gradient"]["memory_ratio"]["mean"] < 1
     assert any(name.startswith("importance resampling") for name in result["targets"])
+
+
+def test_the_screen_trains_each_setting_and_seed_against_one_baseline(monkeypatch):
+    from benchmarks import screen
+
+    small = run.BenchConfig
+
+    def config(**sizes):
+        return small(n_eval=800, repeats=2, projections=32, energy_points=200, map_points=100, **sizes)
+
+    monkeypatch.setattr(screen, "BenchConfig", config)
+    settings = [{}, {"batch_size": 64}]
+    result = screen.screen("lsd", "checkerboard", settings, seeds=(1, 2), budget=0.3, steps=(1,), progress=False)
+    assert [(r["setting"], r["seed"]) for r in result["runs"]] == [(s, k) for s in settings for k in (1, 2)]
+    assert all(r["ratio"]["1"] > 0 and r["train_steps"] > 0 for r in result["runs"])
+    with pytest.raises(ValueError, match="method must be one of"):
+        screen.screen("nope", "checkerboard", settings, seeds=(1,))
