@@ -272,3 +272,20 @@ def test_animation_plays(server, browser):
     assert slider.input_value() != before, "the animation did not advance"
     assert page.errors == []
     page.page.close()
+
+
+@pytest.mark.browser
+def test_the_strength_control_shows_another_precomputed_frame(server, browser):
+    """Chapter 13's slider over lambda works on the static page: moving it shows another frame."""
+    chapter = next(c for c in CHAPTERS if c.stem.startswith("13_"))
+    page = Page(browser, chapter_url(server, chapter))
+    slider = page.page.locator("input[type=range][id^=_anim_slider]").first
+    assert slider.count() == 1, "no strength control on the page"
+    image = page.page.locator("img[id^=_anim_img]").first
+    before = image.get_attribute("src")
+    last = slider.get_attribute("max")
+    slider.evaluate("(el, value) => { el.value = value; el.dispatchEvent(new Event('input', {bubbles: true})); }", last)
+    page.page.wait_for_timeout(300)
+    assert image.get_attribute("src") != before, "moving the slider did not change the frame"
+    assert page.errors == []
+    page.page.close()
