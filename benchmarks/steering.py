@@ -120,15 +120,8 @@ def _gradient_cost(base: torch.nn.Module, reward: steer.QuadraticReward, c: Stee
         "one step": lambda: -reward(network(batch, *ends)).mean(),
         "solve": lambda: -reward(ode.integrate(network.velocity, batch, grid, "heun")).mean(),
     }
-    out = {}
-    for name, loss in losses.items():
-        best = float("inf")
-        for _ in range(3):
-            network.zero_grad(set_to_none=True)
-            start = time.perf_counter()
-            loss().backward()
-            best = min(best, time.perf_counter() - start)
-        out[name] = (best, profiling.saved_activation_bytes(loss))
+    out = {name: (profiling.backward_seconds(loss, network), profiling.saved_activation_bytes(loss))
+           for name, loss in losses.items()}  # fmt: skip
     return {"time_ratio": out["one step"][0] / out["solve"][0], "memory_ratio": out["one step"][1] / out["solve"][1]}
 
 

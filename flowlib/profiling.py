@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -47,3 +48,27 @@ def saved_activation_bytes(compute: Callable[[], torch.Tensor]) -> int:
         result = compute()
     del result
     return sum(seen.values())
+
+
+def backward_seconds(compute: Callable[[], torch.Tensor], module: torch.nn.Module, repeats: int = 3) -> float:
+    """Seconds of one forward and backward pass of ``compute()``, the best of ``repeats``.
+
+    Args:
+        compute: a function that builds a differentiable scalar from ``module``'s weights.
+        module: the network whose gradients are cleared before and after each pass.
+        repeats: passes timed; the fastest is returned (the least disturbed by other work).
+
+    Returns:
+        Seconds (wall clock).
+    """
+    check_callable(compute, "compute", "compute() -> loss")
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    best = float("inf")
+    for _ in range(repeats):
+        module.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        compute().backward()
+        best = min(best, time.perf_counter() - start)
+    module.zero_grad(set_to_none=True)
+    return best

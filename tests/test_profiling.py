@@ -27,3 +27,21 @@ def test_saved_activation_bytes_scale_with_the_batch():
     large = saved_activation_bytes(lambda: torch.tanh(layer(torch.randn(400, 32))).sum())
     assert small >= 100 * 32 * 4  # at least the tanh output, 4 bytes a number
     assert 3.5 * small < large <= 4 * small  # activations grow with the batch; the weights do not
+
+
+def test_backward_seconds_times_a_pass_and_leaves_no_gradients():
+    from flowlib import profiling
+
+    layer = torch.nn.Linear(64, 64)
+    x = torch.randn(256, 64)
+    short = profiling.backward_seconds(lambda: layer(x).square().sum(), layer)
+    long = profiling.backward_seconds(lambda: _chain(layer, x, 50).square().sum(), layer)
+    assert 0 < short < long and all(p.grad is None for p in layer.parameters())
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+        profiling.backward_seconds(lambda: layer(x).sum(), "layer")
+
+
+def _chain(layer, x, times):
+    for _ in range(times):
+        x = torch.tanh(layer(x))
+    return x
