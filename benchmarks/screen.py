@@ -11,7 +11,8 @@ Run it with, for example::
     python -m benchmarks.screen --method lsd --dataset checkerboard --seeds 1 2 \
         --setting '{}' --setting '{"batch_size": 256}' --setting '{"batch_size": 256, "lr": 0.004}'
 
-It prints one row per setting and seed and writes ``screen-<method>-<dataset>.json`` in ``--out``.
+It prints one row per setting and seed and writes ``screen-<method>-<dataset>.json`` in ``--out``. Several methods
+share one baseline with ``--plan plan.json``, a file mapping each method to its list of settings.
 """
 
 from __future__ import annotations
@@ -42,40 +43,72 @@ def screen(
     Returns:
         ``{"baseline": {...}, "runs": [{"setting", "seed", "train_steps", "ratio": {steps: mean}}, ...]}``.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    return screen_plan({method: settings}, dataset, seeds, budget, steps, progress)[method]
+
+
+def screen_plan(
+    plan: dict[str, list[dict]],
+    dataset: str,
+    seeds: tuple[int, ...],
+    budget: float = 90.0,
+    steps: tuple[int, ...] = (1, 4),
+    progress: bool = True,
+) -> dict[str, dict]:
+    """:func:`screen` for several methods against one baseline (trained once): ``plan`` maps a method to its settings.
+
+    Returns:
+        One :func:`screen` result per method of ``plan``, keyed by the method.
+
+    Raises:
+        ValueError: a method of ``plan`` that :func:`flowlib.fit` does not know, or an empty plan.
+    """
+    if not plan:
+        raise ValueError("plan must name at least one method with its settings, got an empty plan")
+    for method in plan:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     config = BenchConfig(budget=budget, steps=steps, baseline_seeds=1)
     evaluator = Evaluator(dataset, config)
     summary, baseline_scores, _ = _baseline_run(dataset, config, evaluator, seed=0)
     pool = _fresh(dataset, 100_000, seed=0)
-    runs = []
-    for setting in settings:
-        for seed in seeds:
-            started = time.perf_counter()
-            try:
-                model = flowlib.fit(method, pool, train_steps=10**9, seed=seed, max_seconds=budget, progress=False,
-                                    cache=False, **setting)  # fmt: skip
-            except FloatingPointError as error:
-                runs.append({"setting": setting, "seed": seed, "diverged": str(error)})
-                continue
-            ratios = {}
-            for k in steps:
-                scored = _summarise(evaluator.scores(_sampler(model, k), 1), baseline_scores)
-                ratios[str(k)] = scored["sliced_w2"]["ratio"]
-            runs.append({"setting": setting, "seed": seed, "train_steps": model.record.steps, "ratio": ratios,
-                         "seconds": time.perf_counter() - started})  # fmt: skip
-            if progress:
-                shown = " / ".join(f"{v:.2f}" for v in ratios.values())
-                print(f"{json.dumps(setting)} seed {seed}: {shown} at {steps} steps ({model.record.steps} steps)",
-                      flush=True)  # fmt: skip
-    return {"method": method, "dataset": dataset, "budget": budget, "steps": list(steps),
-            "threads": torch.get_num_threads(), "baseline": summary, "runs": runs}  # fmt: skip
+    results = {}
+    for method, settings in plan.items():
+        runs = [
+            _screen_run(method, pool, setting, seed, budget, steps, evaluator, baseline_scores, progress)
+            for setting in settings
+            for seed in seeds
+        ]
+        results[method] = {"method": method, "dataset": dataset, "budget": budget, "steps": list(steps),
+                           "threads": torch.get_num_threads(), "baseline": summary, "runs": runs}  # fmt: skip
+    return results
+
+
+def _screen_run(method, pool, setting, seed, budget, steps, evaluator, baseline_scores, progress) -> dict:
+    started = time.perf_counter()
+    try:
+        model = flowlib.fit(method, pool, train_steps=10**9, seed=seed, max_seconds=budget, progress=False,
+                            cache=False, **setting)  # fmt: skip
+    except FloatingPointError as error:
+        if progress:
+            print(f"{method} {json.dumps(setting)} seed {seed}: diverged ({error})", flush=True)
+        return {"setting": setting, "seed": seed, "diverged": str(error)}
+    ratios = {}
+    for k in steps:
+        scored = _summarise(evaluator.scores(_sampler(model, k), 1), baseline_scores)
+        ratios[str(k)] = scored["sliced_w2"]["ratio"]
+    if progress:
+        shown = " / ".join(f"{v:.2f}" for v in ratios.values())
+        print(f"{method} {json.dumps(setting)} seed {seed}: {shown} at {steps} steps ({model.record.steps} steps)",
+              flush=True)  # fmt: skip
+    return {"setting": setting, "seed": seed, "train_steps": model.record.steps, "ratio": ratios,
+            "seconds": time.perf_counter() - started}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.screen", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", required=True)
+    parser.add_argument("--method", help="the method to screen (or --plan)")
+    parser.add_argument("--plan", type=Path, help="a JSON file mapping methods to lists of settings, one baseline")
     parser.add_argument("--dataset", default="checkerboard")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--setting", action="append", type=json.loads, help="a JSON dict of fit options")
@@ -85,10 +118,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    result = screen(args.method, args.dataset, args.setting or [{}], tuple(args.seeds), args.budget)
+    if (args.method is None) == (args.plan is None):
+        parser.error("give either --method (with --setting) or --plan")
+    plan = json.loads(args.plan.read_text()) if args.plan else {args.method: args.setting or [{}]}
+    results = screen_plan(plan, args.dataset, tuple(args.seeds), args.budget)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"screen-{args.method}-{args.dataset}.json").write_text(json.dumps(result, indent=2, default=str))
-    return result
+    for method, result in results.items():
+        (args.out / f"screen-{method}-{args.dataset}.json").write_text(json.dumps(result, indent=2, default=str))
+    return results
 
 
 if __name__ == "__main__":

@@ -267,3 +267,28 @@ def test_the_screen_trains_each_setting_and_seed_against_one_baseline(monkeypatc
     assert all(r["ratio"]["1"] > 0 and r["train_steps"] > 0 for r in result["runs"])
     with pytest.raises(ValueError, match="method must be one of"):
         screen.screen("nope", "checkerboard", settings, seeds=(1,))
+
+
+def test_a_screening_plan_shares_one_baseline_between_methods(monkeypatch):
+    from benchmarks import screen
+
+    small = run.BenchConfig
+    baselines = []
+
+    def config(**sizes):
+        return small(n_eval=800, repeats=2, projections=32, energy_points=200, map_points=100, **sizes)
+
+    def counted(*args, **kwargs):
+        baselines.append(args[0])
+        return run._baseline_run(*args, **kwargs)
+
+    monkeypatch.setattr(screen, "BenchConfig", config)
+    monkeypatch.setattr(screen, "_baseline_run", counted)
+    plan = {"esd": [{}], "consistency_training": [{"target_decay": 0.0}]}
+    results = screen.screen_plan(plan, "checkerboard", seeds=(1,), budget=0.3, steps=(1,), progress=False)
+    assert baselines == ["checkerboard"]
+    assert set(results) == set(plan)
+    assert results["esd"]["baseline"] == results["consistency_training"]["baseline"]
+    assert results["consistency_training"]["runs"][0]["setting"] == {"target_decay": 0.0}
+    with pytest.raises(ValueError, match="empty plan"):
+        screen.screen_plan({}, "checkerboard", seeds=(1,))
