@@ -180,7 +180,7 @@ def test_benchmark_table_in_the_book_is_generated_from_its_results():
     assert (generated / "benchmark.md").read_text() == report.to_markdown(result), "regenerate: python -m benchmarks"
     assert result["config"]["budget"] == 90.0, "the book's benchmark is the full 90-second run, not --quick"
     for dataset in run.DATASETS:
-        assert set(result["datasets"][dataset]["methods"]) == set(run.FROM_SCRATCH + run.DISTILLED)
+        assert set(result["datasets"][dataset]["methods"]) == set(run.BenchConfig().methods)
     assert "{include} generated/benchmark.md" in (ROOT / "book" / "appendix_benchmark.md").read_text()
 
 
@@ -206,7 +206,7 @@ def test_benchmark_ratios_are_precise_enough_to_read():
 
     result = json.loads((ROOT / "book" / "generated" / "benchmark.json").read_text())
     assert result["precision"] == report.precision(result)
-    assert result["precision"]["count"] == 2 * len(run.FROM_SCRATCH + run.DISTILLED) * len(result["config"]["steps"]), (
+    assert result["precision"]["count"] == 2 * len(run.BenchConfig().methods) * len(result["config"]["steps"]), (
         "a ratio is missing (a diverged method?)"
     )
     assert result["config"]["renoise_draws"] > 1, "consistency models need several re-noise draws per repeat"
