@@ -15,6 +15,8 @@ Typical use, at the top of a chapter::
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
 import shutil
@@ -28,6 +30,12 @@ import torch
 SMOKE_ENV = "FLOWLIB_SMOKE"
 CACHE_ENV = "FLOWLIB_CACHE"
 DEVICE_ENV = "FLOWLIB_DEVICE"
+#: Runs a chapter with another seed (the evidence runs: ``python tests/notebooks.py --readings``).
+SEED_ENV = "FLOWLIB_SEED"
+#: A file to which :meth:`ChapterSetup.expect` appends every reading it checks, one JSON object a line.
+READINGS_ENV = "FLOWLIB_READINGS"
+#: Set (with ``FLOWLIB_READINGS``) to record readings without stopping at one outside its bounds: a survey.
+SURVEY_ENV = "FLOWLIB_SURVEY"
 
 T = TypeVar("T")
 
@@ -113,6 +121,65 @@ class ChapterSetup:
         """``smoke`` in smoke mode, else ``full`` (see :func:`pick`)."""
         return smoke if self.smoke else full
 
+    def expect(
+        self,
+        reading: str,
+        value: float,
+        *,
+        below: float | None = None,
+        above: float | None = None,
+        in_smoke: bool = False,
+    ) -> float:
+        """Check a number that the chapter's text reads: ``above < value < below``.
+
+        A sentence that interprets a run is held by this check. In smoke mode the models are untrained, so the
+        check is skipped unless ``in_smoke`` (a reading of exact quantities that any run reproduces). The bounds
+        are set from several seeds (``python tests/notebooks.py --readings``; the evidence appendix shows their
+        spread), so a run on another machine passes them too. When ``FLOWLIB_READINGS`` names a file, the
+        reading, its value and its bounds are appended to it; with ``FLOWLIB_SURVEY=1`` as well, a value outside
+        its bounds is recorded and the chapter goes on (the evidence runs measure every reading of every seed).
+
+        Args:
+            reading: what the number is, as the evidence table names it (unique within the chapter).
+            value: the number (a float or a one-element tensor).
+            below: the value must be smaller than this.
+            above: the value must be larger than this.
+            in_smoke: check in smoke mode too.
+
+        Returns:
+            The value, as a float.
+
+        Raises:
+            ValueError: neither bound given, or a bound that is not a number.
+            AssertionError: the value is outside its bounds: the text's reading does not hold for this run.
+        """
+        if below is None and above is None:
+            raise ValueError(f"expect({reading!r}): give below=, above= or both")
+        for name, bound in (("below", below), ("above", above)):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
+                raise ValueError(f"expect({reading!r}): {name} must be a number, got {bound!r}")
+        number = float(value)
+        checked = in_smoke or not self.smoke
+        path = os.environ.get(READINGS_ENV, "").strip()
+        if path:
+            entry = dict(reading=reading, value=number, below=below, above=above, seed=self.seed, smoke=self.smoke)
+            with open(path, "a", encoding="utf-8") as stream:
+                stream.write(json.dumps(entry) + "\n")
+        surveying = bool(path) and os.environ.get(SURVEY_ENV, "").strip() not in ("", "0")
+        if (
+            checked
+            and not surveying
+            and not (math.isfinite(number) and (below is None or number < below) and (above is None or number > above))
+        ):
+            bounds = " and ".join(
+                f"{word} {bound:g}" for word, bound in (("above", above), ("below", below)) if bound is not None
+            )
+            raise AssertionError(
+                f"the text reads {reading!r} as {bounds}, but this run gives {number:.4g} (seed {self.seed}). "
+                "The reading does not hold for this run: see the evidence appendix for its spread over seeds."
+            )
+        return number
+
     def __str__(self) -> str:
         mode = "smoke (small sizes, for tests)" if self.smoke else "full"
         return f"flowlib set-up: seed {self.seed}, device {self.device}, mode {mode}, cache {self.cache}"
@@ -121,6 +188,9 @@ class ChapterSetup:
 def setup(seed: int = 0, *, threads: int | None = None, style: bool = True) -> ChapterSetup:
     """Seed everything, pick the device, apply the book's figure style.
 
+    The environment variable ``FLOWLIB_SEED`` replaces ``seed`` (the evidence runs use it to run a chapter
+    under several seeds; chapters derive every other seed from ``setup.seed``).
+
     Args:
         seed: seed for Python, NumPy and torch.
         threads: torch CPU threads (default: leave torch's choice).
@@ -128,7 +198,16 @@ def setup(seed: int = 0, *, threads: int | None = None, style: bool = True) -> C
 
     Returns:
         A :class:`ChapterSetup` describing the choices (print it in the chapter).
+
+    Raises:
+        ValueError: ``FLOWLIB_SEED`` is set but is not a whole number.
     """
+    override = os.environ.get(SEED_ENV, "").strip()
+    if override:
+        try:
+            seed = int(override)
+        except ValueError:
+            raise ValueError(f"{SEED_ENV}={override!r} is not a whole number") from None
     seed_everything(seed)
     if threads is not None:
         torch.set_num_threads(threads)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 from collections.abc import Callable, Sequence
 
@@ -49,6 +50,19 @@ METHOD_COLOURS = {
     "consistency_distillation": "#882255",
     "consistency_training": "#AA4499",
     "shortcut": "#E69F00",
+}
+
+
+#: One colour per way of steering across chapters 12 and 13 (black is always the exact answer).
+STEER_COLOURS = {
+    "exact": "#000000",
+    "importance resampling": "#0072B2",
+    "SMC": "#009E73",
+    "best-of-N": "#999999",
+    "guidance, denoiser": "#CC79A7",
+    "guidance, flow map": "#E69F00",
+    "fine-tuned": "#D55E00",
+    "direct": "#882255",
 }
 
 
@@ -263,6 +277,42 @@ def density_contours(
     ax.contour(to_numpy(xx), to_numpy(yy), to_numpy(density), levels=levels, colors=color, linewidths=0.6)
 
 
+def samples_over_density(
+    ax: plt.Axes,
+    samples: torch.Tensor | np.ndarray,
+    log_prob: Callable[[torch.Tensor], torch.Tensor],
+    lim: float = 3.0,
+    title: str | None = None,
+    color: str = MODEL_COLOR,
+    fractions: Sequence[float] = (0.01, 0.1, 0.5),
+) -> plt.Axes:
+    """Samples as dots over the contour lines of a density they should follow (e.g. an exact tilted mixture).
+
+    Contours sit on top of the dots, so the target stays visible where the samples pile up; they are drawn at
+    the given fractions of the density's largest value on the plotted square.
+
+    Args:
+        ax: the axes (made square on [-lim, lim]²).
+        samples: ``(n, 2)`` points.
+        log_prob: the target's log-density, ``(m, 2) -> (m,)``.
+        lim: half-width of the square.
+        title: the panel's title.
+        color: the dots' colour.
+        fractions: contour levels as fractions of the largest density value.
+
+    Returns:
+        The axes.
+    """
+    g = torch.linspace(-lim, lim, 161, dtype=torch.float64)
+    yy, xx = torch.meshgrid(g, g, indexing="ij")
+    with torch.no_grad():
+        density = log_prob(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)).exp().reshape(g.numel(), g.numel())
+    scatter(ax, samples, color=color, size=1.5, alpha=0.45)
+    levels = sorted(float(density.max()) * f for f in fractions)
+    ax.contour(to_numpy(xx), to_numpy(yy), to_numpy(density), levels=levels, colors="black", linewidths=0.6, zorder=3)
+    return square(ax, lim, title)
+
+
 def time_density(
     ax: plt.Axes,
     log_prob: Callable[[torch.Tensor, float], torch.Tensor],
@@ -288,24 +338,74 @@ def time_density(
     ax.set_ylabel("position x")
 
 
+#: the 1-pixel gutter between tiled images: a light grey, lighter than any ink and darker than the background
+IMAGE_GUTTER = -0.55
+
+
 def show_images(
     ax: plt.Axes,
     images: torch.Tensor | np.ndarray,
     n_columns: int = 10,
     title: str | None = None,
+    column_labels: Sequence[str] | None = None,
 ) -> None:
-    """Tile ``(n, 1, H, W)`` images in [-1, 1] into one grey picture on ``ax``."""
+    """Tile ``(n, 1, H, W)`` images in [-1, 1] (white background, black ink) into one picture on ``ax``.
+
+    Args:
+        ax: the axes (its frame and ticks are switched off).
+        images: ``(n, 1, H, W)`` images in [-1, 1]; values outside are clipped by the colour scale.
+        n_columns: images per row.
+        title: the panel's title.
+        column_labels: one label above each column (e.g. the time of each column).
+    """
     x = to_numpy(images)
     n, _, h, w = x.shape
     rows = int(np.ceil(n / n_columns))
-    canvas = np.ones((rows * (h + 1) + 1, n_columns * (w + 1) + 1))
+    canvas = np.full((rows * (h + 1) + 1, n_columns * (w + 1) + 1), IMAGE_GUTTER)
     for i in range(n):
         r, c = divmod(i, n_columns)
         canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = x[i, 0]
     ax.imshow(canvas, cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
     ax.set_axis_off()
+    if column_labels is not None:
+        if len(column_labels) != n_columns:
+            raise ValueError(f"column_labels has {len(column_labels)} labels for {n_columns} columns")
+        for c, label in enumerate(column_labels):
+            ax.text(1 + c * (w + 1) + (w - 1) / 2, -0.6, label, ha="center", va="bottom", fontsize=8)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=14 if column_labels is not None else 6)
+
+
+def image_rows(
+    rows: Sequence[tuple[str, torch.Tensor | np.ndarray]],
+    n_columns: int,
+    width: float = 7.6,
+    label_width: float = 1.7,
+) -> plt.Figure:
+    """A figure of labelled rows of images: each row ``(label, (n, 1, H, W) images)`` shows ``n_columns`` of them.
+
+    The images take the width that the labels leave, so that digits are large enough to judge on a page.
+
+    Args:
+        rows: ``[(label, images), ...]``; labels may use mathtext (``"$X_{1,0}$"``).
+        n_columns: images per row (the first ``n_columns`` of each row's images).
+        width: figure width in inches (7.6: the book's text column).
+        label_width: inches reserved on the left for the labels.
+
+    Returns:
+        The figure (``plt.show()`` it).
+    """
+    check_positive_int(n_columns, "n_columns")
+    if not rows:
+        raise ValueError("rows must hold at least one (label, images) pair")
+    tile = (width - label_width) / n_columns
+    fig = plt.figure(figsize=(width, tile * len(rows) * 1.04 + 0.1))
+    for k, (label, images) in enumerate(rows):
+        bottom = 1 - (k + 1) / len(rows)
+        ax = fig.add_axes((label_width / width, bottom + 0.02 / len(rows), 1 - label_width / width, 0.96 / len(rows)))
+        show_images(ax, images[:n_columns], n_columns=n_columns)
+        ax.text(-0.015, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=9)
+    return fig
 
 
 # matplotlib's player draws its buttons with Font Awesome icons from a CDN; the book stays offline, so the
@@ -369,6 +469,80 @@ def animation_html(
     if len(html) > max_bytes:
         raise ValueError(f"animation is {len(html)} bytes > max_bytes = {max_bytes}; lower the dpi or frames")
     return html
+
+
+def frame_slider(
+    fig: plt.Figure,
+    update: Callable[[int], object],
+    values: Sequence[float],
+    label: str,
+    alt: str,
+    dpi: int = 150,
+    max_bytes: int = 1_500_000,
+) -> str:
+    """A parameter control for the static page: one precomputed frame per value, chosen with a labelled slider.
+
+    Each frame is the figure redrawn by ``update(k)`` for ``values[k]`` and saved as a PNG; the slider shows the
+    value it selects (``label = value``) and responds to the keyboard. No kernel is needed, so it works on the
+    built site as in Jupyter and Colab.
+
+    Args:
+        fig: the figure, laid out for every frame (reserve room for titles that change).
+        update: ``update(k)`` redraws the figure for ``values[k]``.
+        values: the parameter's values, one frame each (at most 40).
+        label: the parameter's name as the control shows it (e.g. ``"λ"``).
+        alt: the frames' alt text (what every frame shows).
+        dpi: resolution of the frames.
+        max_bytes: refuse HTML larger than this.
+
+    Returns:
+        The HTML string (wrap it in ``IPython.display.HTML``); the figure is closed.
+    """
+    import base64
+    import html as html_text
+    import io
+
+    if not 1 <= len(values) <= 40:
+        plt.close(fig)
+        raise ValueError(f"values must hold 1 to 40 values (one frame each), got {len(values)}")
+    frames = []
+    for k in range(len(values)):
+        update(k)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi)
+        frames.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
+    plt.close(fig)
+    digest = hashlib.sha1("".join(frames).encode("ascii")).hexdigest()[:16]
+    element = f"flowlib-frames-{digest}-{next(_animation_counter):04x}"
+    shown = [f"{value:g}" for value in values]
+    ticks = "".join(f'<option value="{k}" label="{text}"></option>' for k, text in enumerate(shown))
+    name = html_text.escape(label)
+    page = f"""<div class="flowlib-frames" id="{element}" data-frame="0" style="max-width: 100%">
+<img src="{frames[0]}" alt="{html_text.escape(alt)}" style="max-width: 100%; height: auto; display: block">
+<div style="display: flex; align-items: center; gap: 0.8em; flex-wrap: wrap; margin-top: 0.3em">
+<label for="{element}-range" style="white-space: nowrap">{name} = <output>{shown[0]}</output></label>
+<input type="range" id="{element}-range" min="0" max="{len(values) - 1}" step="1" value="0" list="{element}-ticks"
+ aria-label="{name}" aria-valuetext="{name} = {shown[0]}" style="flex: 1 1 12em; min-width: 10em">
+<datalist id="{element}-ticks">{ticks}</datalist>
+<span style="color: #555555; font-size: 0.85em">{name}: {", ".join(shown)}</span>
+</div>
+<script>(function () {{
+  const root = document.getElementById("{element}");
+  const frames = {json.dumps(frames)};
+  const labels = {json.dumps(shown)};
+  const input = root.querySelector("input"), image = root.querySelector("img"), out = root.querySelector("output");
+  input.addEventListener("input", function () {{
+    const k = Number(input.value);
+    image.src = frames[k];
+    out.textContent = labels[k];
+    input.setAttribute("aria-valuetext", "{name} = " + labels[k]);
+    root.dataset.frame = String(k);
+  }});
+}})();</script>
+</div>"""
+    if len(page) > max_bytes:
+        raise ValueError(f"the frames take {len(page)} bytes > max_bytes = {max_bytes}; lower the dpi or the values")
+    return page
 
 
 def animate_points(
@@ -481,6 +655,31 @@ def time_pair_map(
     if title:
         ax.set_title(title, fontsize=10)
     return image
+
+
+def label_cells(ax: plt.Axes, values: torch.Tensor, fmt: str = ".2f", fontsize: float = 7.5) -> None:
+    """Write each finite value of a :func:`time_pair_map` grid at the centre of its cell.
+
+    The text is white on the darker half of the colour scale and black on the lighter half.
+
+    Args:
+        ax: the axes :func:`time_pair_map` drew on.
+        values: the same ``(G, G)`` grid (``values[i, j]`` at start time i, end time j); NaN cells stay empty.
+        fmt: the number format.
+        fontsize: the text size in points.
+    """
+    grid = torch.as_tensor(values, dtype=torch.float64)
+    image = ax.get_images()[-1]
+    size = grid.shape[0]
+    for i in range(size):
+        for j in range(size):
+            value = float(grid[i, j])
+            if not np.isfinite(value):
+                continue
+            shade = image.norm(value)
+            dark = np.mean(image.cmap(shade)[:3]) < 0.5
+            ax.text(i / (size - 1), j / (size - 1), format(value, fmt), ha="center", va="center",
+                    fontsize=fontsize, color="white" if dark else "black")  # fmt: skip
 
 
 def map_error_map(ax: plt.Axes, errors: torch.Tensor, title: str = "") -> mpl.image.AxesImage:
@@ -636,3 +835,103 @@ def training_pairs(ax: plt.Axes, s: torch.Tensor, t: torch.Tensor, title: str = 
     ax.set_ylabel("end time t")
     if title:
         ax.set_title(title, fontsize=10)
+
+
+# ------------------------------------------------------------------------------------------ result tables
+class Table:
+    """A table of results that renders as HTML in Jupyter, Colab and on the site, and as aligned text elsewhere.
+
+    Build it with :func:`table`; display it (``display(table)``, or as a cell's last expression). The HTML
+    scrolls inside itself when it is wider than the page (a phone), so no column is ever out of reach.
+
+    Attributes:
+        rows: ``{row name: {column: value}}``; a missing value shows as a dash.
+        formats: ``{column: format spec}`` for numbers, e.g. ``{"sliced W2": ".3f"}``.
+        index: the header of the column of row names.
+        note: a line under the table (what the columns mean, the floor, the sample size).
+    """
+
+    def __init__(self, rows: dict, formats: dict[str, str], index: str, note: str):
+        self.rows, self.formats, self.index, self.note = rows, formats, index, note
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column, in the order it first appears."""
+        return list(dict.fromkeys(column for cells in self.rows.values() for column in cells))
+
+    def cell(self, row: str, column: str) -> str:
+        """One value as the table shows it."""
+        value = self.rows[row].get(column)
+        if value is None:
+            return "–"
+        if isinstance(value, str):
+            return value
+        if isinstance(value, torch.Tensor):
+            value = value.item()
+        spec = self.formats.get(column)
+        if spec is None:
+            spec = "d" if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else ".3g"
+        return format(value, spec)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        columns = self.columns
+        right = ' style="text-align: right"'
+        head = f"<th>{html.escape(self.index)}</th>" + "".join(f"<th{right}>{html.escape(c)}</th>" for c in columns)
+        body = "".join(
+            f'<tr><th style="text-align: left; font-weight: normal">{html.escape(str(name))}</th>'
+            + "".join(f"<td{right}>{html.escape(self.cell(name, c))}</td>" for c in columns)
+            + "</tr>"
+            for name in self.rows
+        )
+        note = f'<p class="flowlib-table-note">{html.escape(self.note)}</p>' if self.note else ""
+        return (
+            '<div class="flowlib-table" style="overflow-x: auto; max-width: 100%">'
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}</div>"
+        )
+
+    def __str__(self) -> str:
+        columns = self.columns
+        cells = [[str(name)] + [self.cell(name, c) for c in columns] for name in self.rows]
+        header = [self.index] + columns
+        widths = [max(len(row[k]) for row in [header, *cells]) for k in range(len(header))]
+        lines = [
+            "  ".join(row[k].ljust(widths[k]) if k == 0 else row[k].rjust(widths[k]) for k in range(len(row)))
+            for row in [header, *cells]
+        ]
+        return "\n".join(lines + ([self.note] if self.note else []))
+
+    __repr__ = __str__
+
+
+def table(
+    rows: dict[str, dict[str, object]], formats: dict[str, str] | None = None, index: str = "", note: str = ""
+) -> Table:
+    """A result table for the page: HTML in a notebook and on the site, aligned text when printed.
+
+    Args:
+        rows: ``{row name: {column: value}}``; values are numbers (formatted by ``formats``), strings or ``None``.
+        formats: ``{column: format spec}`` (default: integers as they are, other numbers to 3 significant digits).
+        index: the header of the column of row names.
+        note: a line under the table.
+
+    Returns:
+        A :class:`Table`; display it.
+
+    Raises:
+        TypeError: ``rows`` is not a dictionary of dictionaries, or ``formats`` not a dictionary of strings.
+
+    Example:
+        >>> print(table({"Euler": {"NFE": 100, "error": 0.01234}}, {"error": ".3f"}, index="solver"))
+        solver  NFE  error
+        Euler   100  0.012
+    """
+    if not isinstance(rows, dict) or not all(isinstance(cells, dict) for cells in rows.values()):
+        raise TypeError("rows must be a dictionary {row name: {column: value}}")
+    formats = {} if formats is None else formats
+    if not isinstance(formats, dict) or not all(isinstance(spec, str) for spec in formats.values()):
+        raise TypeError("formats must be a dictionary {column: format spec such as '.3f'}")
+    if not isinstance(index, str) or not isinstance(note, str):
+        raise TypeError("index and note must be strings")
+    return Table(rows, dict(formats), index, note)

@@ -240,9 +240,12 @@ def test_report_table_lists_every_row_with_its_ratios():
     report = metrics.DigitsReport(fd=4.0, fd_floor=2.0, class_counts=(3,) * 10, confidence=0.9,
                                   real_confidence=0.99, memorisation=1.1, n=30)  # fmt: skip
     table = metrics.report_table({"model": report}, reference=8.0, reference_name="teacher")
-    row = next(line for line in table.splitlines() if line.startswith("model"))
+    text = str(table)
+    row = next(line for line in text.splitlines() if line.startswith("model"))
     assert row.split()[1:6] == ["4.00", "2.00", "0.50", "1.10", "0.90"]
-    assert "FD / teacher" in table and "floor (real vs real, 30 images): 2.00" in table
+    assert "FD / teacher" in text and "Floor (real vs real, 30 images): FD 2.00" in text
+    html = table._repr_html_()
+    assert html.count("<tr>") == 2 and "<td" in html and "FD / teacher" in html, "an HTML table on the page"
     with pytest.raises(TypeError, match="DigitsReport"):
         metrics.report_table({"model": 1.0})
 

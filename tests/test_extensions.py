@@ -27,6 +27,17 @@ def test_redraws_of_a_progress_bar_collapse_to_the_last_one():
     assert stream_outputs.collapse_carriage_returns("a\rb\r\nc") == "b\nc"
 
 
+def test_progress_bars_stay_off_the_page():
+    bar = "training psd: {}%|{}| {}/1000 [00:04<00:06, 98.1it/s, loss=0.31]"
+    outputs = [stream("\r" + bar.format(40, "####      ", 400)), stream("\r" + bar.format(100, "#" * 10, 1000) + "\n"),
+               stream("trained psd: 1000 steps in 10.2 s\n"), {"output_type": "display_data", "data": {}},
+               stream("\r" + bar.format(100, "#" * 10, 1000) + "\n")]  # fmt: skip
+    joined = stream_outputs.join_streams_like_a_terminal(outputs)
+    assert [o["output_type"] for o in joined] == ["stream", "display_data"], "a stream of bars alone disappears"
+    assert joined[0]["text"] == "trained psd: 1000 steps in 10.2 s\n"
+    assert stream_outputs.without_progress_bars("loss 40%|  and 3/4 done") == "loss 40%|  and 3/4 done"
+
+
 def test_myst_nb_joins_streams_through_the_extension():
     stream_outputs._patch_myst_nb()
     stream_outputs._patch_myst_nb()  # twice: still one wrapper

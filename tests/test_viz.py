@@ -154,3 +154,56 @@ def test_a_time_pair_map_shows_its_cells_and_hatches_only_the_undefined_ones():
     assert np.abs(pixel(0.0, 1.0).astype(float) - expected).max() < 12, "the defined cell shows its colour"
     assert np.abs(pixel(0.5, 0.5).astype(float) - 0xEE).max() < 40, "the diagonal shows the hatch's background"
     plt.close(fig)
+
+
+def test_a_result_table_is_html_for_the_page_and_aligned_text_for_print():
+    table = viz.table({"PSD, 1 step": {"FD": 3.14159, "classes": "3–9", "steps": 400}, "teacher": {"FD": 2.0}},
+                      {"FD": ".2f"}, index="model", note="floor 2.5")  # fmt: skip
+    assert table.columns == ["FD", "classes", "steps"]
+    html = table._repr_html_()
+    assert html.count("<tr>") == 3 and "3.14" in html and "overflow-x: auto" in html and "floor 2.5" in html
+    assert '<td style="text-align: right">–</td>' in html, "a missing value shows as a dash"
+    lines = str(table).splitlines()
+    assert lines[0].split() == ["model", "FD", "classes", "steps"] and lines[1].split()[-3:] == ["3.14", "3–9", "400"]
+    assert "<b>" not in viz.table({"<b>": {"x": 1}})._repr_html_(), "names are escaped"
+    with pytest.raises(TypeError, match="rows must be"):
+        viz.table([1, 2])
+    with pytest.raises(TypeError, match="formats must be"):
+        viz.table({"a": {"x": 1}}, formats={"x": 2})
+
+
+def test_a_frame_slider_holds_one_frame_per_value_and_says_which_it_shows():
+    fig, ax = plt.subplots(figsize=(2, 2))
+    (line,) = ax.plot([0, 1], [0, 0])
+    html = viz.frame_slider(fig, lambda k: line.set_ydata([0, k]), [0.5, 1, 2], "λ", alt="a line that tilts")
+    assert html.count("data:image/png;base64,") == 4, "three frames, the first also shown at load"
+    assert 'type="range"' in html and 'max="2"' in html and "λ = <output>0.5</output>" in html
+    assert 'alt="a line that tilts"' in html and "<script>" in html
+    with pytest.raises(ValueError, match="1 to 40 values"):
+        viz.frame_slider(plt.figure(), lambda k: None, [], "λ", alt="none")
+
+
+def test_image_rows_label_each_row_and_show_the_asked_columns():
+    images = torch.linspace(-1, 1, 10 * 64).reshape(10, 1, 8, 8)
+    fig = viz.image_rows([("real", images), (r"$X_{1,0}$", images)], n_columns=4)
+    assert len(fig.axes) == 2 and [t.get_text() for ax in fig.axes for t in ax.texts] == ["real", r"$X_{1,0}$"]
+    shown = fig.axes[0].get_images()[0].get_array()
+    assert shown.shape == (10, 4 * 9 + 1), "four 8x8 tiles with 1-pixel gutters all round"
+    assert shown[0, 0] == viz.IMAGE_GUTTER and -1 < viz.IMAGE_GUTTER < 0, "a light grey gutter, not black"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="column_labels"):
+        viz.show_images(plt.gca(), images[:4], n_columns=4, column_labels=["a"])
+
+
+def test_cell_labels_and_density_contours_draw_what_they_are_given():
+    values = torch.tensor([[float("nan"), 0.2], [0.9, float("nan")]])
+    fig, (left, right) = plt.subplots(1, 2)
+    viz.time_pair_map(left, values, vmin=0, vmax=1)
+    viz.label_cells(left, values, ".1f")
+    assert sorted(t.get_text() for t in left.texts) == ["0.2", "0.9"], "one label per finite cell"
+    colours = {t.get_text(): t.get_color() for t in left.texts}
+    assert colours["0.9"] == "white" and colours["0.2"] == "black", "light text on dark cells"
+    gaussian = lambda x: -0.5 * (x**2).sum(1)  # noqa: E731
+    viz.samples_over_density(right, torch.randn(50, 2), gaussian, lim=2, title="samples")
+    assert right.get_title() == "samples" and len(right.collections) >= 2
+    plt.close(fig)

@@ -5,14 +5,20 @@ and Colab show only the last state. An executed notebook stores each redraw as i
 myst-nb's ``nb_merge_streams`` joins them with a newline after each before it processes carriage returns,
 so a static page showed every redraw as a line: a staircase of bars. This extension makes myst-nb join
 consecutive stream outputs as a terminal would — concatenated, then each line reduced to the text after
-its last carriage return — so a training shows one line: its steps, seconds, rate and final loss.
+its last carriage return — and then leaves the progress bars out: a bar is for the reader who waits in
+Jupyter or Colab, not for the page, where the cell's other output (the trained model's record: steps,
+seconds, final loss) says what the training did.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 
 import myst_nb.core.render as myst_nb_render
+
+#: a tqdm text bar: "training psd:  40%|████      | 400/1000 [00:04<00:06, 98.1it/s, loss=0.31]"
+PROGRESS_BAR = re.compile(r"\d+%\|[^|\n]*\|\s*[\d.]+[kM]?/[\d.]+[kM]?\s*\[")
 
 
 def collapse_carriage_returns(text: str) -> str:
@@ -22,6 +28,11 @@ def collapse_carriage_returns(text: str) -> str:
         segments = [segment for segment in line.split("\r") if segment]
         lines.append(segments[-1] if segments else "")
     return "\n".join(lines)
+
+
+def without_progress_bars(text: str) -> str:
+    """``text`` without the lines that are progress bars."""
+    return "\n".join(line for line in text.split("\n") if not PROGRESS_BAR.search(line))
 
 
 def join_streams_like_a_terminal(outputs: list) -> list:
@@ -40,8 +51,8 @@ def join_streams_like_a_terminal(outputs: list) -> list:
             joined.append(copy.copy(output))
     for output in joined:
         if output.get("output_type") == "stream":
-            output["text"] = collapse_carriage_returns(output["text"])
-    return joined
+            output["text"] = without_progress_bars(collapse_carriage_returns(output["text"]))
+    return [output for output in joined if output.get("output_type") != "stream" or output["text"].strip()]
 
 
 def _patch_myst_nb() -> None:
