@@ -218,6 +218,36 @@ class GaussianMixture:
         r"""Responsibilities :math:`P(k \mid I_t = x)`, shape ``(batch, K)``."""
         return self._posterior(x, t)["posterior"].to(x.dtype)
 
+    def posterior_sample(self, x: torch.Tensor, t: TimeLike, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Draw one end :math:`x_1 \sim p(x_1 \mid I_t = x)` for each point: the posterior, not its mean.
+
+        The posterior of a Gaussian mixture is again a Gaussian mixture: component :math:`k` with probability
+        :math:`P(k \mid I_t = x)` (:meth:`posterior`), and within it a Gaussian with the mean of
+        :meth:`denoiser`'s component, :math:`\mu_k + \beta_t \Sigma_k C_{k,t}^{-1}(x - \beta_t \mu_k)`, and the
+        covariance :math:`\alpha_t^2\, \Sigma_k C_{k,t}^{-1}` (:math:`C_{k,t} = \alpha_t^2 I + \beta_t^2 \Sigma_k`).
+        At :math:`t = 0` this is a sample of the data whatever :math:`x`; at :math:`t = 1` it is :math:`x`. It is
+        what a stochastic flow map (Meta Flow Maps, Diamond Maps) learns to draw, and the exact third look-ahead
+        of chapter 12 beside the denoiser (the posterior's mean) and the flow map (the end of :math:`x`'s path).
+
+        Args:
+            x: points ``(batch, d)``.
+            t: float or ``(batch,)`` times in [0, 1].
+            generator: the source of randomness (on ``x``'s device).
+
+        Returns:
+            ``(batch, d)``, with ``x``'s dtype.
+        """
+        q = self._posterior(x, t)
+        lam = q["eigenvalues"][None]  # (1, K, d)
+        mean_coords = q["z"] * q["b"] * lam / q["c"]
+        sd_coords = (lam * q["a"] ** 2 / q["c"]).sqrt()
+        batch = torch.arange(x.shape[0], device=mean_coords.device)
+        k = torch.multinomial(q["posterior"], 1, generator=generator)[:, 0]
+        noise = torch.randn(x.shape[0], self.dim, generator=generator, dtype=torch.float64, device=mean_coords.device)
+        coords = mean_coords[batch, k] + sd_coords[batch, k] * noise
+        ends = q["means"][k] + torch.einsum("bde,be->bd", q["eigenvectors"][k], coords)
+        return ends.to(x.dtype).reshape(x.shape)
+
     def log_prob(self, x: torch.Tensor, t: TimeLike = 1.0) -> torch.Tensor:
         """Log-density of the marginal :math:`p_t` at ``x`` (default: the data, t = 1); ``(batch,)``."""
         return torch.logsumexp(self._posterior(x, t)["log_joint"], dim=1).to(x.dtype)

@@ -222,13 +222,50 @@ def integrate_sde(
         t, h = float(times[k]), float(times[k + 1] - times[k])
         current = path[-1]
         b = velocity(current, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
-        if k == len(times) - 2 or epsilon == 0:
-            path.append(current + h * b)
-            continue
-        score = _score(b, current, t, marginal_path)
-        kick = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        path.append(current + h * (b + epsilon * score) + (2 * epsilon * h) ** 0.5 * kick)
+        noise_level = 0.0 if k == len(times) - 2 else epsilon  # the last step is a plain Euler step
+        path.append(sde_step(b, current, t, h, noise_level, generator, interpolant=marginal_path))
     return torch.stack(path) if return_path else path[-1]
+
+
+def sde_step(
+    b: torch.Tensor,
+    x: torch.Tensor,
+    t: float,
+    h: float,
+    epsilon: float,
+    generator: torch.Generator | None = None,
+    extra_drift: torch.Tensor | None = None,
+    interpolant: str | Interpolant = "linear",
+) -> torch.Tensor:
+    r"""One Euler-Maruyama step of :func:`integrate_sde`'s SDE, from the velocity ``b`` already evaluated at ``x``:
+
+    .. math::
+        x \leftarrow x + h\,\big(b_t(x) + \epsilon\,(\nabla \log \rho_t(x) + g)\big) + \sqrt{2 \epsilon h}\,\xi,
+        \qquad \xi \sim \mathcal N(0, I),
+
+    where :math:`g` is an optional extra drift (``extra_drift``, e.g. the gradient of a log-tilt in chapter 12's
+    tilted SDE), scaled by the same :math:`\epsilon`, so that the noise and the added drift are Langevin dynamics
+    toward :math:`\rho_t e^{\phi}` when :math:`g = \nabla\phi`. ``epsilon = 0`` is an Euler step of the ODE.
+
+    Args:
+        b: ``(batch, ...)`` the velocity at ``x`` and ``t``.
+        x: ``(batch, ...)`` the points at time ``t``.
+        t: the time, in [0, 1) when ``epsilon > 0``.
+        h: the step.
+        epsilon: the noise level, ``>= 0``.
+        generator: the source of the Brownian increment (on ``x``'s device).
+        extra_drift: ``(batch, ...)`` or ``None``.
+        interpolant: the path the velocity belongs to.
+
+    Returns:
+        ``(batch, ...)``, the points at time ``t + h``.
+    """
+    if epsilon == 0:
+        return x + h * b
+    path = get_interpolant(interpolant) if isinstance(interpolant, str) else interpolant
+    drift = _score(b, x, t, path) if extra_drift is None else _score(b, x, t, path) + extra_drift
+    kick = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return x + h * (b + epsilon * drift) + (2 * epsilon * h) ** 0.5 * kick
 
 
 def sample(

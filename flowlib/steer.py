@@ -199,6 +199,7 @@ def denoiser_lookahead(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Te
         times = torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
         return x + (1 - float(t)) * velocity(x, times)
 
+    lookahead.velocity = velocity  # samplers that also need b_t(x) read it off the look-ahead's forward pass
     return lookahead
 
 
@@ -280,6 +281,21 @@ def effective_sample_size(log_weights: torch.Tensor) -> float:
     return float(1.0 / (w * w).sum())
 
 
+def resample(log_weights: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Multinomial resampling: ``n`` indices drawn with replacement, index :math:`i` with probability
+    :math:`w_i / \sum_j w_j`, :math:`w_i = e^{\ell_i}` for the log-weights :math:`\ell` ``(m,)``.
+
+    After resampling every kept particle has the same weight; a particle of large weight is copied several
+    times, one of small weight is dropped. Every weighted sampler of :mod:`flowlib.steer` resamples with this.
+
+    Returns:
+        ``(n,)`` int64 indices on the log-weights' device.
+    """
+    check_positive_int(n, "n")
+    probabilities = torch.softmax(log_weights.double(), 0)
+    return torch.multinomial(probabilities.cpu(), n, replacement=True, generator=generator).to(log_weights.device)
+
+
 def best_of_n(
     generate: Callable[[torch.Tensor], torch.Tensor],
     reward: Reward,
@@ -354,7 +370,7 @@ def importance_resample(
         draws = generate(_noise(candidates, dim, seed, dtype))
         log_weights = lam * reward(draws).double()
     generator = torch.Generator().manual_seed(seed + 1) if seed is not None else None
-    picked = torch.multinomial(torch.softmax(log_weights, 0), n, replacement=True, generator=generator)
+    picked = resample(log_weights, n, generator)
     return Steered(
         draws[picked], candidates * nfe_per_sample, time.perf_counter() - start, effective_sample_size(log_weights)
     )
@@ -506,7 +522,7 @@ def smc(
             previous = potential
             last = k == steps - 1
             if last or effective_sample_size(log_weights) < resample_below * n:
-                index = torch.multinomial(torch.softmax(log_weights, 0), n, replacement=True, generator=generator)
+                index = resample(log_weights, n, generator)
                 ahead, previous = ahead[index], previous[index]
                 log_weights = torch.zeros(n, dtype=torch.float64)
             if last:
@@ -533,9 +549,361 @@ def reference_samples(
     start = time.perf_counter()
     draws = mixture.sample(candidates, seed=seed)
     log_weights = lam * reward(draws).double()
-    generator = torch.Generator().manual_seed(seed + 1)
-    picked = torch.multinomial(torch.softmax(log_weights, 0), n, replacement=True, generator=generator)
+    picked = resample(log_weights, n, torch.Generator().manual_seed(seed + 1))
     return Steered(draws[picked], 0, time.perf_counter() - start, effective_sample_size(log_weights))
+
+
+# ---------------------------------------------------------------------------------------------- the exact answers
+
+
+def exact_guidance(target: GaussianMixture, noise: torch.Tensor, steps: int) -> Steered:
+    r"""Guidance with the exact correction: Euler steps of the tilted mixture's own velocity :math:`\tilde b_t`.
+
+    For the linear path the interpolant of :math:`\tilde p` has the velocity
+    :math:`\tilde b_t = b_t + \frac{1 - t}{t} \nabla \log h_t`, :math:`h_t(x) = E[e^{\lambda r(x_1)} \mid x_t = x]`:
+    guidance done right. When :math:`\tilde p` is itself a Gaussian mixture (a mixture tilted by a quadratic reward,
+    :meth:`QuadraticReward.tilt`) that velocity is known in closed form, so this is what every plug-in guidance
+    (:func:`guided_sample`) approximates, at no network cost (``nfe`` is 0). Its only error is Euler's.
+
+    Args:
+        target: the exact tilted mixture.
+        noise: ``(n, d)`` points at t = 0.
+        steps: Euler steps from 0 to 1.
+    """
+    from flowlib import sampling
+
+    check_positive_int(steps, "steps")
+    start = time.perf_counter()
+    samples = sampling.sample(target.velocity, noise.double(), steps, solver="euler").to(noise.dtype)
+    return Steered(samples, 0, time.perf_counter() - start)
+
+
+def exact_log_value(
+    mixture: GaussianMixture, reward: QuadraticReward, strength: float, x: torch.Tensor, t: float
+) -> torch.Tensor:
+    r"""The exact log-value :math:`\log h_t(x) = \log E[e^{\lambda r(x_1)} \mid x_t = x]` (mixture, quadratic reward).
+
+    The tilted marginals are :math:`\tilde p_t = p_t h_t / Z` with :math:`Z = E_p[e^{\lambda r}]`, so
+    :math:`\log h_t = \log \tilde p_t - \log p_t + \log Z`; and
+    :math:`\log Z = \log p(y) + \lambda r(y) - \log \tilde p(y)` at any point :math:`y` (at t = 1,
+    :math:`h_1 = e^{\lambda r}`). This is what a look-ahead's
+    :math:`\lambda r(L_t(x))` stands in for.
+
+    Args:
+        mixture: the data mixture :math:`p`.
+        reward: a :class:`QuadraticReward`.
+        strength: :math:`\lambda \ge 0`.
+        x: ``(n, d)`` points at time ``t``.
+        t: the time, in [0, 1].
+
+    Returns:
+        ``(n,)`` float64.
+    """
+    lam = _check_strength(strength)
+    if not isinstance(reward, QuadraticReward):
+        raise TypeError(f"exact_log_value needs a QuadraticReward (its tilt is exact), got {type(reward).__name__}")
+    target = reward.tilt(mixture, lam)
+    y = mixture.means[:1]
+    log_z = mixture.log_prob(y) + lam * reward(y) - target.log_prob(y)
+    x64 = x.double()
+    return target.log_prob(x64, t) - mixture.log_prob(x64, t) + log_z
+
+
+def posterior_lookahead(mixture: GaussianMixture, seed: int | None = 0) -> Lookahead:
+    r"""The exact posterior look-ahead of a mixture: one end :math:`x_1 \sim p(x_1 \mid x_t)` per point.
+
+    Unlike the denoiser (the posterior's mean) and the flow map (the end of this point's ODE path), its samples
+    average to the value: :math:`E[e^{\lambda r(L_t(x))}] = h_t(x)`. Stochastic flow maps learn to draw it
+    (Meta Flow Maps, Diamond Maps). See :meth:`flowlib.exact.GaussianMixture.posterior_sample`.
+    """
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def lookahead(x: torch.Tensor, t: float) -> torch.Tensor:
+        return mixture.posterior_sample(x, t, generator=generator)
+
+    return lookahead
+
+
+# ---------------------------------------------------------------------------------------------- tilted SDEs
+
+
+def _lookahead_and_gradient(
+    lookahead: Lookahead, reward: Reward, x: torch.Tensor, t: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The look-ahead's reward ``(n,)``, its gradient in x and the look-ahead (a forward and a backward pass)."""
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_(True)
+        ahead = lookahead(leaf, t)
+        value = reward(ahead)
+        (gradient,) = torch.autograd.grad(value.sum(), leaf)
+    return value.detach(), gradient, ahead.detach()
+
+
+def _velocity_of(lookahead: Lookahead, velocity: Callable, x: torch.Tensor, t: float, ahead: torch.Tensor):
+    """The velocity at x and the evaluations it cost: read off a denoiser look-ahead's forward pass when it is
+    built on ``velocity`` (:math:`D_t = x + (1 - t) b_t`), else one evaluation.
+    """
+    if getattr(lookahead, "velocity", None) == velocity and t < 1:  # == : bound methods are made afresh
+        return (ahead - x) / (1 - t), 0
+    with torch.no_grad():
+        return velocity(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)), 1
+
+
+def fmtt(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    lookahead: Lookahead,
+    reward: Reward,
+    strength: float,
+    noise: torch.Tensor,
+    steps: int,
+    *,
+    mode: str = "sample",
+    weight_rule: str = "flow map",
+    noise_scale: float = 1.0,
+    keep: float = 0.25,
+    resample_below: float = 0.5,
+    seed: int | None = 0,
+) -> Steered:
+    r"""Flow-map trajectory tilting (FMTT, Sabour et al. 2025): a tilted SDE along the path, with importance weights.
+
+    The intermediate targets tilt the path's marginals by the look-ahead reward, ramped up in time:
+    :math:`q_t(x) \propto p_t(x)\, e^{\phi_t(x)}` with :math:`\phi_t(x) = \lambda t\, r(L_t(x))`, so :math:`q_0` is the
+    noise and :math:`q_1 = \tilde p`. Each particle takes Euler-Maruyama steps (:func:`flowlib.sampling.sde_step`) of
+
+    .. math:: dx = \big[b_t + \epsilon_t(\nabla \log p_t + \nabla \phi_t)\big]\,dt + \sqrt{2\epsilon_t}\,dW,
+        \qquad \epsilon_t = c\,(1 - t),
+
+    the flow plus Langevin dynamics toward :math:`q_t`. The flow carries :math:`p_t` along, not :math:`q_t`: the
+    particles lag behind the change of :math:`\phi_t` along the ODE's paths, and a log-weight :math:`A` corrects it,
+    :math:`dA = (\partial_t \phi_t + b_t \cdot \nabla \phi_t)\,dt`. For the flow map's look-ahead the Eulerian rule
+    :math:`\partial_t X_{t,1} + (\nabla X_{t,1})\, b_t = 0` (chapter 5) removes the second term's work:
+    :math:`dA = \lambda\, r(X_{t,1}(x_t))\,dt`, the look-ahead reward integrated along the trajectory, which the steps
+    have already computed (``weight_rule="flow map"``, the paper's Proposition 2.2; integrated here by the
+    trapezoid rule, whose right end is the next step's look-ahead). Any other look-ahead needs the
+    change of :math:`\phi` along the ODE, :math:`\phi_{t+h}(x + h\,b_t(x)) - \phi_t(x)`, one more look-ahead per step
+    (``weight_rule="along the ODE"``, this book's discretisation for the denoiser).
+
+    ``mode="sample"`` resamples (:func:`resample`) when the effective sample size falls below ``resample_below`` of
+    the particles, and once at the end: exact as the particles grow, with an exact look-ahead and its rule.
+    ``mode="search"`` drops the weights: at every step the ``keep`` share of particles with the highest look-ahead
+    reward is copied over the rest (the noise then separates the copies) — it seeks reward, not :math:`\tilde p`.
+
+    Evaluations per particle and step: the look-ahead and its gradient (a forward and a backward pass, counted as
+    three), the velocity (one; none for a :func:`denoiser_lookahead` of the same velocity, whose forward pass gives
+    :math:`b_t`) and, for ``"along the ODE"``, one more look-ahead.
+
+    Args:
+        velocity: ``velocity(x, t)``, ``t`` a ``(batch,)`` tensor (a flow map's diagonal or a velocity model).
+        lookahead: a differentiable look-ahead ``L(x, t)`` (:func:`flowmap_lookahead`, :func:`denoiser_lookahead`).
+        reward: ``r(x)``, differentiable.
+        strength: :math:`\lambda \ge 0`.
+        noise: ``(n, ...)`` particles at t = 0 (also the number returned).
+        steps: Euler-Maruyama steps from 0 to 1.
+        mode: ``"sample"`` or ``"search"``.
+        weight_rule: ``"flow map"`` or ``"along the ODE"``.
+        noise_scale: :math:`c \ge 0` in :math:`\epsilon_t = c(1 - t)`.
+        keep: the share of particles kept at each step of ``"search"``.
+        resample_below: resample when the ESS is below this share of the particles (``"sample"``).
+        seed: seed of the Brownian increments and the resampling.
+    """
+    from flowlib import sampling
+
+    check_callable(velocity, "velocity", "velocity(x, t)")
+    check_callable(lookahead, "lookahead", "lookahead(x, t)")
+    lam = _check_strength(strength)
+    as_points(noise, "noise")
+    check_positive_int(steps, "steps")
+    if mode not in ("sample", "search"):
+        raise ValueError(f"mode must be 'sample' or 'search', got {mode!r}")
+    if weight_rule not in ("flow map", "along the ODE"):
+        raise ValueError(f"weight_rule must be 'flow map' or 'along the ODE', got {weight_rule!r}")
+    if isinstance(noise_scale, bool) or not isinstance(noise_scale, (int, float)) or noise_scale < 0:
+        raise ValueError(f"noise_scale must be a number >= 0, got {noise_scale!r}")
+    if not 0 < keep <= 1 or not 0 < resample_below <= 1:
+        raise ValueError(f"keep and resample_below must be in (0, 1], got {keep} and {resample_below}")
+    generator = torch.Generator(device=noise.device).manual_seed(seed) if seed is not None else None
+    n, h = noise.shape[0], 1.0 / steps
+    x, log_weights, evaluations = noise, torch.zeros(n, dtype=torch.float64, device=noise.device), 0
+    start_time = time.perf_counter()
+    for k in range(steps):
+        t = k * h
+        value, gradient, ahead = _lookahead_and_gradient(lookahead, reward, x, t)
+        b, spent = _velocity_of(lookahead, velocity, x, t, ahead)
+        evaluations += 3 + spent
+        if mode == "search" and k > 0:
+            best = value.argsort(descending=True)[: max(1, round(keep * n))]
+            index = best[torch.arange(n, device=best.device) % best.numel()]
+            x, b, gradient, value = x[index], b[index], gradient[index], value[index]
+        if mode == "sample" and weight_rule == "flow map":
+            # the reward integrated by the trapezoid rule: this end of the last step, then the start of this one
+            if k > 0:
+                log_weights += 0.5 * lam * h * value.double()
+                if effective_sample_size(log_weights) < resample_below * n:
+                    index = resample(log_weights, n, generator)
+                    x, b, gradient, value = x[index], b[index], gradient[index], value[index]
+                    log_weights = torch.zeros_like(log_weights)
+            log_weights += 0.5 * lam * h * value.double()
+        elif mode == "sample":
+            with torch.no_grad():
+                later = reward(lookahead(x + h * b, t + h)).double()
+            log_weights += lam * ((t + h) * later - t * value.double())
+            evaluations += 1
+        x = sampling.sde_step(b, x, t, h, noise_scale * (1 - t), generator, extra_drift=lam * t * gradient).detach()
+        if mode == "sample" and weight_rule != "flow map" and effective_sample_size(log_weights) < resample_below * n:
+            x = x[resample(log_weights, n, generator)]
+            log_weights = torch.zeros_like(log_weights)
+    ess = None
+    if mode == "sample":
+        if weight_rule == "flow map":
+            with torch.no_grad():
+                log_weights += 0.5 * lam * h * reward(x).double()  # at t = 1 the look-ahead is the point itself
+        ess = effective_sample_size(log_weights)
+        x = x[resample(log_weights, n, generator)]
+    return Steered(x, evaluations * n, time.perf_counter() - start_time, ess)
+
+
+def fk_steering(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    lookahead: Lookahead,
+    reward: Reward,
+    strength: float,
+    noise: torch.Tensor,
+    steps: int,
+    *,
+    noise_scale: float = 1.0,
+    resample_below: float = 0.5,
+    seed: int | None = 0,
+) -> Steered:
+    r"""Sequential Monte Carlo with look-ahead potentials and moves of the base SDE (twisted SMC, FK steering).
+
+    Particles move by the untilted SDE (:func:`flowlib.sampling.sde_step` with :math:`\epsilon_t = c(1 - t)`), which
+    keeps the path's marginals :math:`p_t`. At each grid time a particle's potential is
+    :math:`\phi_k = \lambda r(L_{t_k}(x_{t_k}))` and its log-weight grows by :math:`\phi_k - \phi_{k-1}`; after the
+    last step the potential is the reward itself, :math:`\lambda r(x_1)`, so the increments telescope and the
+    weighted particles estimate :math:`\tilde p` consistently whatever the look-ahead: a good look-ahead only keeps
+    the weights even (Wu et al. 2023; Singhal et al. 2025). With :func:`denoiser_lookahead` of the same velocity this
+    needs no flow map and one evaluation per step (the look-ahead's forward pass gives :math:`b_t`); with a flow
+    map's look-ahead, two.
+
+    Args:
+        velocity: ``velocity(x, t)``.
+        lookahead: a look-ahead ``L(x, t)``.
+        reward: ``r(x)``.
+        strength: :math:`\lambda \ge 0`.
+        noise: ``(n, ...)`` particles at t = 0.
+        steps: SDE steps from 0 to 1.
+        noise_scale: :math:`c \ge 0` in :math:`\epsilon_t = c(1 - t)`.
+        resample_below: resample when the ESS is below this share of the particles.
+        seed: seed of the Brownian increments and the resampling.
+    """
+    from flowlib import sampling
+
+    check_callable(velocity, "velocity", "velocity(x, t)")
+    check_callable(lookahead, "lookahead", "lookahead(x, t)")
+    lam = _check_strength(strength)
+    as_points(noise, "noise")
+    check_positive_int(steps, "steps")
+    if not 0 < resample_below <= 1:
+        raise ValueError(f"resample_below must be in (0, 1], got {resample_below}")
+    generator = torch.Generator(device=noise.device).manual_seed(seed) if seed is not None else None
+    n, h = noise.shape[0], 1.0 / steps
+    x, evaluations = noise, 0
+    log_weights = torch.zeros(n, dtype=torch.float64, device=noise.device)
+    previous = torch.zeros_like(log_weights)
+    start_time = time.perf_counter()
+    with torch.no_grad():
+        for k in range(steps + 1):
+            t = k * h
+            ahead = x if k == steps else lookahead(x, t)
+            potential = lam * reward(ahead).double()
+            log_weights += potential - previous
+            previous = potential
+            if k == steps:
+                break
+            b, spent = _velocity_of(lookahead, velocity, x, t, ahead)
+            evaluations += 1 + spent
+            if effective_sample_size(log_weights) < resample_below * n:
+                index = resample(log_weights, n, generator)
+                x, b, previous = x[index], b[index], previous[index]
+                log_weights = torch.zeros_like(log_weights)
+            x = sampling.sde_step(b, x, t, h, noise_scale * (1 - t), generator)
+        ess = effective_sample_size(log_weights)
+        x = x[resample(log_weights, n, generator)]
+    return Steered(x, evaluations * n, time.perf_counter() - start_time, ess)
+
+
+def noise_space_mala(
+    flow_map: FlowMapFn,
+    reward: Reward,
+    strength: float,
+    noise: torch.Tensor,
+    steps: int,
+    step_size: float = 0.05,
+    seed: int | None = 0,
+) -> Steered:
+    r"""Sample the tilt in noise space: Metropolis-adjusted Langevin on the noise tilted by its sample's reward,
+    :math:`\pi(z) \propto N(z; 0, I)\, e^{\lambda r(X_{0,1}(z))}`.
+
+    If :math:`X_{0,1}` carries the noise to :math:`p` exactly, it carries :math:`\pi` to :math:`\tilde p`: tilting the
+    noise by the reward of its one-step sample is tilting the data. Each chain starts at a noise, proposes
+    :math:`z' = z + \tau \nabla \log \pi(z) + \sqrt{2\tau}\,\xi`, and accepts with the Metropolis-Hastings
+    probability, so its law tends to :math:`\pi` for any step :math:`\tau`; the gradient of
+    :math:`\lambda r(X_{0,1}(z))` goes through one evaluation of the map. The samples returned are
+    :math:`X_{0,1}(z)` of the last state. ReNO (Eyring et al. 2024) optimises the noise of a one-step model for a
+    reward; this samples it instead. Evaluations per chain: a forward and a backward pass per proposal (three).
+
+    Args:
+        flow_map: ``flow_map(x, s, t)`` (a trained :class:`~flowlib.flowmap.FlowMap` or ``mixture.flow_map``).
+        reward: ``r(x)``, differentiable.
+        strength: :math:`\lambda \ge 0`.
+        noise: ``(n, ...)`` starting noises (one chain each).
+        steps: proposals per chain.
+        step_size: :math:`\tau > 0`.
+        seed: seed of the proposals and the accept/reject draws.
+    """
+    check_callable(flow_map, "flow_map", "flow_map(x, s, t)")
+    lam = _check_strength(strength)
+    as_points(noise, "noise")
+    check_positive_int(steps, "steps")
+    tau = check_positive(step_size, "step_size")
+    generator = torch.Generator(device=noise.device).manual_seed(seed) if seed is not None else None
+    n = noise.shape[0]
+    zeros, ones = (
+        torch.zeros(n, dtype=noise.dtype, device=noise.device),
+        torch.ones(n, dtype=noise.dtype, device=noise.device),
+    )
+
+    def log_target(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            leaf = z.detach().requires_grad_(True)
+            ends = flow_map(leaf, zeros, ones)
+            value = -0.5 * leaf.reshape(n, -1).square().sum(1) + lam * reward(ends)
+            (gradient,) = torch.autograd.grad(value.sum(), leaf)
+        return value.detach().double(), gradient, ends.detach()
+
+    def log_proposal(to: torch.Tensor, start: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        return -((to - start - tau * gradient).reshape(n, -1).square().sum(1)).double() / (4 * tau)
+
+    start_time = time.perf_counter()
+    z = noise
+    value, gradient, ends = log_target(z)
+    accepted = 0
+    for _ in range(steps):
+        kick = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+        proposal = z + tau * gradient + (2 * tau) ** 0.5 * kick
+        new_value, new_gradient, new_ends = log_target(proposal)
+        log_ratio = new_value + log_proposal(z, proposal, new_gradient) - value - log_proposal(proposal, z, gradient)
+        uniform = torch.rand(n, generator=generator, dtype=torch.float64, device=z.device)
+        accept = uniform.log() < log_ratio
+        accepted += int(accept.sum())
+        mask = accept.reshape(n, *([1] * (z.ndim - 1)))
+        z = torch.where(mask, proposal, z)
+        gradient = torch.where(mask, new_gradient, gradient)
+        ends = torch.where(mask, new_ends, ends)
+        value = torch.where(accept, new_value, value)
+    result = Steered(ends, 3 * (steps + 1) * n, time.perf_counter() - start_time)
+    result.acceptance = accepted / (steps * n)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -606,7 +974,7 @@ def score(
 # ---------------------------------------------------------------------------------------------- reward fine-tuning
 
 #: The ways :func:`finetune` moves a flow map toward the tilted target.
-FINETUNE_METHODS = ("weighted", "direct", "reference")
+FINETUNE_METHODS = ("weighted", "direct", "reference", "kl")
 
 
 @dataclass
@@ -672,16 +1040,32 @@ def _reward_key(reward: Reward) -> str:
 
 
 def _weighted_pool(
-    base: torch.nn.Module, reward: Reward, lam: float, shape: tuple[int, ...], candidates: int, seed: int
+    base: torch.nn.Module,
+    reward: Reward,
+    lam: float,
+    shape: tuple[int, ...],
+    candidates: int,
+    seed: int,
+    candidate_steps: int | None = None,
 ) -> tuple[torch.Tensor, float]:
-    r"""``candidates`` one-step samples of ``base``, resampled in proportion to :math:`e^{\lambda r}`; and the ESS."""
-    generate = one_step(base)
+    r"""``candidates`` samples of ``base`` (one-step, or ``candidate_steps`` Heun steps of a velocity), resampled in
+    proportion to :math:`e^{\lambda r}`; and the ESS of the weights.
+    """
+    from flowlib import sampling
+
+    if candidate_steps is None:
+        generate = one_step(base)
+    else:
+        call = detached(base)
+
+        def generate(noise: torch.Tensor) -> torch.Tensor:
+            return sampling.sample(call, noise, candidate_steps)
+
     noise = _noise(candidates, shape, seed, torch.float32)
     samples = torch.cat([generate(chunk) for chunk in noise.split(8192)])
     with torch.no_grad():
         log_weights = lam * reward(samples).double()
-    generator = torch.Generator().manual_seed(seed + 1)
-    picked = torch.multinomial(torch.softmax(log_weights, 0), candidates, replacement=True, generator=generator)
+    picked = resample(log_weights, candidates, torch.Generator().manual_seed(seed + 1))
     return samples[picked], effective_sample_size(log_weights)
 
 
@@ -703,6 +1087,33 @@ def _direct_loss(
     return loss_fn
 
 
+def _kl_loss(
+    reward: Reward, lam: float, log_density: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...],
+    batch_size: int,
+) -> Callable:  # fmt: skip
+    r"""KL-penalised objective: :math:`E_z[-\lambda r(x) - \log p(x) - \log|\det \partial_z X_\theta(z)|]`.
+
+    With :math:`x = X_\theta(z)`, the one-step map pushes :math:`N(0, I)` to :math:`q_\theta`, whose log-density at x is
+    :math:`\log N(z) - \log|\det \partial_z X_\theta(z)|` (change of variables). So the loss is
+    :math:`\mathrm{KL}(q_\theta \,\|\, \tilde p) - \log Z` up to the constant :math:`E \log N(z)`: minimised exactly
+    when :math:`q_\theta = \tilde p`. The Jacobian costs one backward pass per dimension (cheap in 2D).
+    """
+
+    def loss_fn(model: torch.nn.Module, generator: torch.Generator, progress: float) -> torch.Tensor:
+        device = generator.device
+        z = torch.randn((batch_size, *shape), generator=generator, device=device).requires_grad_(True)
+        x = model(z, torch.zeros(batch_size, device=device), torch.ones(batch_size, device=device))
+        flat = x.reshape(batch_size, -1)
+        # row i of every sample's Jacobian: the gradient of output i (each sample's output depends on its own z only)
+        rows = [torch.autograd.grad(flat[:, i].sum(), z, create_graph=True)[0].reshape(batch_size, -1)
+                for i in range(flat.shape[1])]  # fmt: skip
+        jacobian = torch.stack(rows, 1)
+        log_det = torch.linalg.slogdet(jacobian).logabsdet
+        return (-lam * reward(x) - log_density(x) - log_det).mean()
+
+    return loss_fn
+
+
 def finetune(
     base: torch.nn.Module,
     reward: Reward,
@@ -711,8 +1122,10 @@ def finetune(
     train_steps: int = 500,
     *,
     target: object = None,
+    log_density: Callable[[torch.Tensor], torch.Tensor] | None = None,
     penalty: float = 1.0,
     candidates: int = 100_000,
+    candidate_steps: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
     shape: tuple[int, ...] | None = None,
@@ -723,7 +1136,8 @@ def finetune(
     resume: bool = False,
     max_seconds: float | None = None,
 ) -> torch.nn.Module:
-    r"""Fine-tune a flow map from :func:`flowlib.fit` toward the tilt :math:`\tilde p \propto p\, e^{\lambda r}`.
+    r"""Fine-tune a flow map (or, for ``"weighted"`` and ``"reference"``, a velocity) from :func:`flowlib.fit` toward
+    the tilt :math:`\tilde p \propto p\, e^{\lambda r}`.
 
     Three methods, each starting from ``base``'s weights:
 
@@ -743,6 +1157,16 @@ def finetune(
       one-step jump is trained; the map's other jumps are not kept consistent.
     * ``"reference"``: the base's objective on exact samples of ``target`` (e.g. ``reward.tilt(mixture, λ)``)
       for the same budget: what the weighted method would reach with perfect candidates.
+    * ``"kl"`` (KL-penalised): the reward of one-step samples with the reverse KL divergence to :math:`p` as the
+      penalty, :math:`\min_\theta E_{q_\theta}[-\lambda r] + \mathrm{KL}(q_\theta \| p)`, whose minimiser is exactly
+      :math:`\tilde p` (the Gibbs variational principle). The density of the one-step samples comes from the map's
+      Jacobian (change of variables), so this needs ``log_density``, :math:`\log p` — the exact mixture's here, a
+      base model's own density in general. Like ``"direct"`` it trains the one-step jump only.
+
+    Placed by the divergence they minimise: ``"weighted"`` fits :math:`\tilde p`'s (resampled) samples, a forward KL
+    projection :math:`\mathrm{KL}(\tilde p \| q_\theta)`; ``"kl"`` minimises the reverse KL
+    :math:`\mathrm{KL}(q_\theta \| \tilde p)`; ``"direct"`` is a proximal step in the Wasserstein-2 sense (a squared
+    distance to the base's samples), which keeps the base's mode weights.
 
     Like :func:`flowlib.fit`: a progress bar, the cache (keyed by the base's weights, the reward, the strength
     and every option), checkpoints with ``resume``, and a clear error on NaN.
@@ -754,8 +1178,11 @@ def finetune(
         method: one of :data:`FINETUNE_METHODS`.
         train_steps: optimisation steps.
         target: for ``"reference"``: a :class:`~flowlib.exact.GaussianMixture` or samples of :math:`\tilde p`.
+        log_density: for ``"kl"``: :math:`\log p(x)`, ``(batch, ...)`` → ``(batch,)``, differentiable.
         penalty: :math:`\beta > 0` of ``"direct"``.
-        candidates: one-step samples drawn for ``"weighted"``.
+        candidates: samples drawn for ``"weighted"`` (one-step samples of a flow map).
+        candidate_steps: for ``"weighted"`` with a velocity ``base`` (a flow-matching model): the Heun steps of each
+            candidate, which then costs ``2 * candidate_steps`` evaluations instead of one.
         batch_size: samples per step (default: the base's).
         lr: learning rate (default: the base's).
         shape: one sample's shape; needed for image maps (e.g. ``(1, 8, 8)``), else read from the network.
@@ -770,18 +1197,30 @@ def finetune(
         The fine-tuned :class:`~flowlib.flowmap.FlowMap` in eval mode, with ``record`` a :class:`FinetuneRecord`.
 
     Raises:
-        TypeError: ``base`` is not a flow map from :func:`flowlib.fit`.
-        ValueError: an unknown method, a negative strength, a missing ``target``, a bad penalty or count.
+        TypeError: ``base`` is not a flow map or velocity from :func:`flowlib.fit`.
+        ValueError: an unknown method, a negative strength, a missing ``target``, ``log_density`` or
+            ``candidate_steps``, a method a velocity cannot use, a bad penalty or count.
     """
     from flowlib import fitting, train
-    from flowlib.flowmap import FlowMap
+    from flowlib.flowmap import FlowMap, VelocityModel
 
-    if not isinstance(base, FlowMap) or not isinstance(getattr(base, "record", None), fitting.FitRecord):
+    fitted = isinstance(getattr(base, "record", None), fitting.FitRecord)
+    if not isinstance(base, (FlowMap, VelocityModel)) or not fitted:
         raise TypeError(
-            f"base must be a flow map returned by flowlib.fit (it carries .record), got {type(base).__name__}"
+            "base must be a flow map or a velocity returned by flowlib.fit (it carries .record), "
+            f"got {type(base).__name__}"
         )
     if method not in FINETUNE_METHODS:
         raise ValueError(f"method must be one of {FINETUNE_METHODS}, got {method!r}")
+    velocity_base = isinstance(base, VelocityModel)
+    if velocity_base and method in ("direct", "kl"):
+        raise ValueError(
+            f"method {method!r} trains a one-step jump: base must be a flow map (a velocity has none to train)"
+        )
+    if velocity_base and method == "weighted" and candidate_steps is None:
+        raise ValueError("a velocity draws its candidates with a solver: pass candidate_steps=<Heun steps>, e.g. 20")
+    if candidate_steps is not None:
+        check_positive_int(candidate_steps, "candidate_steps")
     check_callable(reward, "reward", "reward(x) -> (batch,)")
     lam = _check_strength(strength)
     check_positive_int(train_steps, "train_steps")
@@ -807,7 +1246,7 @@ def finetune(
             start, data, ess = time.perf_counter(), target, None
         else:
             start = time.perf_counter()
-            data, ess = _weighted_pool(base, reward, lam, shape, candidates, seed)
+            data, ess = _weighted_pool(base, reward, lam, shape, candidates, seed, candidate_steps)
         prepare = time.perf_counter() - start
         model = fitting.fit(
             base_method, data, train_steps, name=f"finetune-{method}", init=base, **common, **fit_options
@@ -818,30 +1257,39 @@ def finetune(
         return model
     batch = overrides.get("batch_size", options.batch_size)
     model = copy.deepcopy(base).requires_grad_(True)
-    frozen = copy.deepcopy(base).requires_grad_(False).eval()
     key = {
-        "finetune": "direct",
+        "finetune": method,
         "base": fitting._fingerprint(base),
         "reward": _reward_key(reward),
         "strength": lam,
-        "penalty": penalty,
         "batch_size": batch,
         "shape": list(shape),
     }
+    if method == "kl":
+        if log_density is None:
+            raise ValueError(
+                "method 'kl' penalises the divergence from p: pass log_density=<log p(x)>, e.g. mixture.log_prob"
+            )
+        check_callable(log_density, "log_density", "log_density(x) -> (batch,)")
+        key["log_density"] = _reward_key(log_density)
+        loss = _kl_loss(reward, lam, log_density, shape, batch)
+    else:
+        key["penalty"] = penalty
+        loss = _direct_loss(copy.deepcopy(base).requires_grad_(False).eval(), reward, lam, penalty, shape, batch)
     result = train.train(
         model,
-        _direct_loss(frozen, reward, lam, penalty, shape, batch),
+        loss,
         train_steps,
         lr=overrides.get("lr", options.lr),
         grad_clip=options.grad_clip,
         seed=seed,
         cache_key=key if cache else None,
-        name="finetune-direct",
+        name=f"finetune-{method}",
         checkpoint=checkpoint,
         resume=resume,
         max_seconds=max_seconds,
         progress=progress,
     )
     model = result.model
-    model.record = FinetuneRecord("direct", lam, result, options, penalty)
+    model.record = FinetuneRecord(method, lam, result, options, penalty if method == "direct" else None)
     return model

@@ -322,3 +322,16 @@ def test_bad_inputs_raise_clear_errors():
         LinearField([[1.0, 2.0]])
     with pytest.raises(ValueError, match="unknown interpolant"):
         GaussianMixture([1.0], [[0.0]], 1.0, interpolant="spline")
+
+
+def test_posterior_samples_average_to_the_denoiser_and_are_the_data_at_t_0():
+    from flowlib import data, metrics
+
+    mix = data.mixture("eight_gaussians")
+    x = mix.sample_marginal(4, 0.5, seed=0)
+    ends = mix.posterior_sample(x.repeat_interleave(20_000, 0), 0.5, torch.Generator().manual_seed(1))
+    assert torch.allclose(ends.reshape(4, -1, 2).mean(1), mix.denoiser(x, 0.5), atol=0.03)
+    at_noise = mix.posterior_sample(torch.zeros(4000, 2, dtype=torch.float64), 0.0, torch.Generator().manual_seed(2))
+    floor = metrics.sliced_w2(mix.sample(4000, seed=3), mix.sample(4000, seed=4))
+    assert metrics.sliced_w2(at_noise, mix.sample(4000, seed=3)) < 2.5 * floor
+    assert torch.allclose(mix.posterior_sample(x, 1.0), x, atol=1e-12), "at t = 1 the point is its own end"

@@ -270,7 +270,7 @@ def test_reference_finetuning_trains_from_the_base_weights_on_the_target(small_b
 
 
 def test_finetune_rejects_bad_input_with_clear_errors(small_base):
-    with pytest.raises(TypeError, match="base must be a flow map returned by flowlib.fit"):
+    with pytest.raises(TypeError, match="base must be a flow map or a velocity returned by flowlib.fit"):
         steer.finetune(torch.nn.Linear(2, 2), REWARD, 1.0)
     with pytest.raises(ValueError, match="method must be one of"):
         steer.finetune(small_base, REWARD, 1.0, "greedy")
@@ -320,3 +320,122 @@ def test_a_second_identical_finetune_loads_from_the_cache(small_base):
     other = steer.finetune(small_base, moved, 2.0, "direct", 5, progress=False)
     assert not first.record.result.from_cache and again.record.result.from_cache
     assert not other.record.result.from_cache  # another reward is another model
+
+
+# ---------------------------------------------------------------------------------------------- issue 30
+
+
+def test_resampling_draws_in_proportion_to_the_weights():
+    log_weights = torch.tensor([0.0, math.log(3.0), -math.inf])
+    index = steer.resample(log_weights, 40_000, torch.Generator().manual_seed(0))
+    counts = torch.bincount(index, minlength=3).double() / 40_000
+    assert counts[2] == 0 and counts[1] == pytest.approx(0.75, abs=0.01)
+    with pytest.raises(ValueError, match="n"):
+        steer.resample(log_weights, 0)
+
+
+def test_exact_guidance_is_the_tilted_velocity_and_lands_on_the_tilt(tilt):
+    mix, reward, target = tilt
+    noise = torch.randn(2000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    result = steer.exact_guidance(target, noise, 50)
+    assert result.nfe == 0 and result.samples.shape == (2000, 2)
+    floor = metrics.sliced_w2(target.sample(2000, seed=10), target.sample(2000, seed=11))
+    assert metrics.sliced_w2(result.samples, target.sample(2000, seed=12)) < 2.5 * floor
+    # the exact correction is (1 - t)/t grad log h_t: the tilted velocity minus the untilted one
+    x, t = mix.sample_marginal(5, 0.5, seed=3), 0.5
+    with torch.enable_grad():
+        leaf = x.clone().requires_grad_(True)
+        (grad_log_h,) = torch.autograd.grad(steer.exact_log_value(mix, reward, 2.0, leaf, t).sum(), leaf)
+    correction = target.velocity(x, t) - mix.velocity(x, t)
+    assert torch.allclose(correction, (1 - t) / t * grad_log_h, atol=1e-8)
+
+
+def test_the_exact_value_is_the_posterior_average_of_the_tilt(tilt):
+    mix, reward, _ = tilt
+    x = mix.sample_marginal(4, 0.4, seed=5)
+    ends = mix.posterior_sample(x.repeat_interleave(40_000, 0), 0.4, torch.Generator().manual_seed(2))
+    monte_carlo = (2.0 * reward(ends)).exp().reshape(4, -1).mean(1).log()
+    assert torch.allclose(steer.exact_log_value(mix, reward, 2.0, x, 0.4), monte_carlo, atol=0.03)
+    at_data = mix.sample(3, seed=1)
+    assert torch.allclose(steer.exact_log_value(mix, reward, 2.0, at_data, 1.0), 2.0 * reward(at_data), atol=1e-8)
+    with pytest.raises(TypeError, match="QuadraticReward"):
+        steer.exact_log_value(mix, steer.ink_reward, 1.0, x, 0.4)
+
+
+def test_fmtt_with_the_exact_flow_map_samples_the_tilt_and_its_search_mode_seeks_reward(tilt):
+    mix, reward, target = tilt
+
+    def exact_map(x, s, t):
+        return mix.flow_map(x, s, t, steps_per_unit=8)
+
+    noise = torch.randn(1500, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    look = steer.flowmap_lookahead(exact_map)
+    result = steer.fmtt(mix.velocity, look, reward, 2.0, noise, 20, seed=0)
+    assert result.nfe == 20 * 4 * 1500 and 0 < result.ess <= 1500
+    floor = metrics.sliced_w2(target.sample(1500, seed=10), target.sample(1500, seed=11))
+    assert metrics.sliced_w2(result.samples, target.sample(1500, seed=12)) < 2.5 * floor
+    assert float(reward(result.samples).mean()) == pytest.approx(reward.expected(target), abs=0.06)
+    search = steer.fmtt(mix.velocity, look, reward, 2.0, noise, 10, mode="search", seed=0)
+    assert search.ess is None and float(reward(search.samples).mean()) > reward.expected(target) + 0.1
+
+
+def test_fmtt_with_the_denoiser_needs_its_weights_along_the_ode(tilt):
+    mix, reward, target = tilt
+    noise = torch.randn(1500, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    look = steer.denoiser_lookahead(mix.velocity)
+    result = steer.fmtt(mix.velocity, look, reward, 2.0, noise, 10, weight_rule="along the ODE", seed=0)
+    assert result.nfe == 10 * 4 * 1500, "the denoiser's forward pass gives the velocity: 3 + 1 per step"
+    floor = metrics.sliced_w2(target.sample(1500, seed=10), target.sample(1500, seed=11))
+    assert metrics.sliced_w2(result.samples, target.sample(1500, seed=12)) < 2.5 * floor
+    with pytest.raises(ValueError, match="weight_rule"):
+        steer.fmtt(mix.velocity, look, reward, 2.0, noise, 10, weight_rule="denoiser")
+    with pytest.raises(ValueError, match="mode"):
+        steer.fmtt(mix.velocity, look, reward, 2.0, noise, 10, mode="best")
+    with pytest.raises(ValueError, match="noise_scale"):
+        steer.fmtt(mix.velocity, look, reward, 2.0, noise, 10, noise_scale=-1)
+
+
+def test_fk_steering_with_denoiser_potentials_targets_the_tilt_without_a_flow_map(tilt):
+    mix, reward, target = tilt
+    noise = torch.randn(2000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    result = steer.fk_steering(mix.velocity, steer.denoiser_lookahead(mix.velocity), reward, 2.0, noise, 40)
+    assert result.nfe == 40 * 2000, "one evaluation per step: the denoiser's forward pass is the velocity's"
+    floor = metrics.sliced_w2(target.sample(2000, seed=10), target.sample(2000, seed=11))
+    assert metrics.sliced_w2(result.samples, target.sample(2000, seed=12)) < 3 * floor
+    assert float(reward(result.samples).mean()) == pytest.approx(reward.expected(target), abs=0.06)
+
+
+def test_noise_space_mala_accepts_some_moves_and_raises_the_reward(tilt):
+    mix, reward, target = tilt
+
+    def exact_map(x, s, t):
+        return mix.flow_map(x, s, t, steps_per_unit=8)
+
+    noise = torch.randn(500, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    result = steer.noise_space_mala(exact_map, reward, 2.0, noise, 20, step_size=0.1)
+    assert 0.3 < result.acceptance < 1 and result.nfe == 3 * 21 * 500
+    plain = float(reward(mix.flow_map(noise, 0.0, 1.0, steps_per_unit=8)).mean())
+    assert float(reward(result.samples).mean()) > plain + 0.3
+    with pytest.raises(ValueError, match="step_size"):
+        steer.noise_space_mala(exact_map, reward, 2.0, noise, 5, step_size=0.0)
+
+
+def test_kl_finetuning_moves_the_one_step_samples_toward_the_tilt(small_base):
+    mix = data.mixture("eight_gaussians")
+    tuned = steer.finetune(small_base, REWARD, 2.0, "kl", 60, log_density=mix.log_prob, lr=1e-3, progress=False,
+                           cache=False)  # fmt: skip
+    assert tuned.record.method == "kl" and len(tuned.record.losses) == 60
+    assert _mean_reward(tuned) > _mean_reward(small_base) + 0.3
+    with pytest.raises(ValueError, match="log_density"):
+        steer.finetune(small_base, REWARD, 2.0, "kl", 5)
+
+
+def test_a_velocity_is_fine_tuned_on_its_own_weighted_solver_samples():
+    teacher = flowlib.fit("flow_matching", "eight_gaussians", 40, width=32, depth=2, progress=False, cache=False)
+    tuned = steer.finetune(teacher, REWARD, 2.0, "weighted", 30, candidates=500, candidate_steps=4, progress=False,
+                           cache=False)  # fmt: skip
+    assert tuned.kind == "velocity" and tuned.record.candidates == 500 and 0 < tuned.record.ess <= 500
+    with pytest.raises(ValueError, match="candidate_steps"):
+        steer.finetune(teacher, REWARD, 2.0, "weighted", 5)
+    with pytest.raises(ValueError, match="one-step jump"):
+        steer.finetune(teacher, REWARD, 2.0, "direct", 5)
