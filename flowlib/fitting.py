@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -500,10 +501,10 @@ def _check_values(o: FitOptions, spec: Method) -> None:
     for name in ("diagonal_fraction", "diagonal_warmup", "backward_fraction"):
         if not 0.0 <= getattr(o, name) <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {getattr(o, name)}")
-    for name in ("ema_decay", "target_decay"):
-        value = getattr(o, name)
-        if value is not None and not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must be in [0, 1) (or None for ema_decay), got {value}")
+    if o.ema_decay is not None and not 0.0 < o.ema_decay < 1.0:  # the rule train.train applies, checked at the call
+        raise ValueError(f"ema_decay must be in (0, 1), or None for no weight average; got {o.ema_decay}")
+    if not 0.0 <= o.target_decay < 1.0:
+        raise ValueError(f"target_decay must be in [0, 1) (0: the online network itself), got {o.target_decay}")
 
 
 # ----------------------------------------------------------------------------- data, teacher, cache key
@@ -511,16 +512,54 @@ def _data_pool(data: object, size: int, seed: int) -> torch.Tensor:
     if isinstance(data, str):
         if data in datasets.SAMPLERS:
             return datasets.sample(data, size, seed=seed)
+        if data not in datasets.MIXTURES:
+            names = sorted({*datasets.SAMPLERS, *datasets.MIXTURES})
+            raise ValueError(f"data: unknown dataset name {data!r}; the named datasets are {names}")
         return datasets.mixture(data).sample(size, seed=seed).float()
     if isinstance(data, GaussianMixture):
         return data.sample(size, seed=seed).float()
     if isinstance(data, torch.Tensor):
         as_points(data, "data")
+        if data.shape[0] < 2:
+            raise ValueError(f"data must hold at least 2 points to train on; got shape {tuple(data.shape)}")
+        if data.ndim == 4:
+            _check_image_range(data)
         return data.detach().float()
     raise TypeError(
         "data must be a dataset name, a GaussianMixture, or a tensor of points (N, d) or images (N, C, H, W); "
         f"got {type(data).__name__}"
     )
+
+
+def _check_image_range(images: torch.Tensor) -> None:
+    """Images live in [-1, 1] in this book (-1 the background); refuse pixel values, warn about [0, 1] images.
+
+    Samples of a Gaussian mixture fitted to the digits reach about 3.5 (its tails), so only values far outside,
+    such as [0, 255] pixels, are refused.
+    """
+    largest, smallest = float(images.max()), float(images.min())
+    if max(abs(largest), abs(smallest)) > 10:
+        raise ValueError(
+            f"images must be scaled to [-1, 1] (the book's convention, -1 the background); these reach "
+            f"{max(abs(largest), abs(smallest)):.3g}: rescale them, e.g. images / 127.5 - 1 for values in [0, 255]"
+        )
+    if smallest >= 0:
+        warnings.warn(
+            f"the images are all >= 0 (in [{smallest:.3g}, {largest:.3g}]); the book's images live in [-1, 1] with "
+            "-1 the background: rescale them (e.g. 2 * images - 1 for values in [0, 1]) unless this is intended",
+            stacklevel=3,
+        )
+
+
+def _check_device(device: object) -> torch.device:
+    """A torch device from ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``), or a clear error."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} asks for CUDA, but torch sees no GPU here (use 'cpu')")
+    return resolved
 
 
 def _teacher_velocity(teacher: object) -> Callable:
@@ -746,7 +785,9 @@ def fit(
         raise ValueError(f"method {method!r} learns without a teacher; teacher is for {list(TEACHER_METHODS)}")
     if teacher is not None and not callable(teacher):
         raise TypeError(f"teacher must be callable as teacher(x, t), got {type(teacher).__name__}")
-    device = torch.device(device) if device is not None else default_device()
+    if max_seconds is not None:
+        check_positive(max_seconds, "max_seconds")
+    device = _check_device(device) if device is not None else default_device()
 
     pool = _data_pool(data, o.pool_size, seed)
     key = {"method": method, "options": asdict(o), "data": _fingerprint(pool), "teacher": _fingerprint(teacher)}

@@ -215,7 +215,7 @@ def test_bad_calls():
         flowlib.fit("lmd", "moons", teacher="exact")
     with pytest.raises(TypeError, match="data must be a dataset name, a GaussianMixture, or a tensor"):
         tiny_fit("psd", data_=[[0.0, 1.0]])
-    with pytest.raises(ValueError, match="unknown mixture name"):
+    with pytest.raises(ValueError, match="unknown dataset name 'nine_gaussians'"):
         tiny_fit("psd", data_="nine_gaussians")
     with pytest.raises(ValueError, match="data contains NaN"):
         tiny_fit("psd", data_=torch.full((10, 2), float("nan")))
@@ -451,3 +451,22 @@ def test_psd_with_a_uniform_intermediate_time(monkeypatch):
         flowlib.fit("psd", "checkerboard", psd_intermediate="uniform", **small)
     with pytest.raises(ValueError, match="psd_intermediate"):
         flowlib.fit("psd", "checkerboard", psd_intermediate="midpoint", psd_jumps=2, **small)
+
+
+def test_fit_explains_the_mistakes_a_new_user_makes():
+    small = dict(width=16, depth=2, progress=False, cache=False)
+    with pytest.raises(ValueError, match="at least 2 points"):
+        flowlib.fit("psd", torch.zeros(0, 2), 2, **small)
+    with pytest.raises(ValueError, match="max_seconds must be a finite number > 0"):
+        flowlib.fit("psd", "eight_gaussians", 2, max_seconds=-1, **small)
+    with pytest.raises(ValueError, match=r"unknown dataset name 'checkerbord'.*'checkerboard'.*'eight_gaussians'"):
+        flowlib.fit("psd", "checkerbord", 2, **small)
+    with pytest.raises(ValueError, match="device must be a torch device such as 'cpu' or 'cuda', got 'tpu'"):
+        flowlib.fit("psd", "eight_gaussians", 2, device="tpu", **small)
+    with pytest.raises(ValueError, match=r"ema_decay must be in \(0, 1\)"):
+        flowlib.fit("psd", "eight_gaussians", 2, ema_decay=0.0, **small)
+    images = dict(unet_width=8, unet_levels=1, progress=False, cache=False)
+    with pytest.raises(ValueError, match=r"scaled to \[-1, 1\].*images / 127.5 - 1"):
+        flowlib.fit("psd", torch.rand(16, 1, 8, 8) * 255, 1, **images)
+    with pytest.warns(UserWarning, match=r"all >= 0.*2 \* images - 1"):
+        flowlib.fit("psd", torch.rand(16, 1, 8, 8), 1, **images)
