@@ -8,12 +8,14 @@ Run it from the repository root::
     python -m benchmarks --render     # redraw the table and chart from the existing benchmark.json
     python -m benchmarks --digits --threads 2  # the digits rows (about 10 minutes; chapter 11's models)
     python -m benchmarks --steering --threads 2  # steering and fine-tuning against the exact tilt (minutes)
+    python -m benchmarks --steering-screens --threads 2  # the screens behind two steering defaults (minutes)
 
 It writes ``book/generated/benchmark.json`` (every number, with the configuration and the machine),
 ``book/generated/benchmark.md`` (the tables the book's appendix includes) and
 ``book/generated/benchmark.svg`` (the ratio-against-steps chart beside them); with ``--digits``,
 ``book/generated/benchmark_digits.json`` and ``.md`` (:mod:`benchmarks.digits`); with ``--steering``,
-``book/generated/benchmark_steering.json`` and ``.md`` (:mod:`benchmarks.steering`). Training and scoring live in
+``book/generated/benchmark_steering.json`` and ``.md`` (:mod:`benchmarks.steering`); with ``--steering-screens``,
+``book/generated/benchmark_steering_screens.json`` and ``.md``. Training and scoring live in
 :mod:`benchmarks.run`, the table and the targets in :mod:`benchmarks.report`.
 """
 
@@ -48,11 +50,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--render", action="store_true", help="only redraw the table and chart from benchmark.json")
     parser.add_argument("--digits", action="store_true", help="run the digits rows (benchmarks.digits) instead")
     parser.add_argument(
+        "--steering-screens", action="store_true", help="run the screens behind the steering defaults instead"
+    )
+    parser.add_argument(
         "--steering", action="store_true", help="run the steering and fine-tuning rows (benchmarks.steering) instead"
     )
     args = parser.parse_args(argv)
     if args.digits:
         return run_digits_rows(args)
+    if args.steering_screens:
+        return run_steering_screens(args)
     if args.steering:
         return run_steering_rows(args)
     if args.render:
@@ -99,6 +106,23 @@ def run_steering_rows(args: argparse.Namespace) -> dict:
     (args.out / "benchmark_steering.json").write_text(json.dumps(result, indent=2, default=str))
     (args.out / "benchmark_steering.md").write_text(steering_markdown(result))
     print(steering_markdown(result))
+    return result
+
+
+def run_steering_screens(args: argparse.Namespace) -> dict:
+    """``--steering-screens``: FMTT's noise level and the KL fine-tuning's rate, ``benchmark_steering_screens``."""
+    from benchmarks.steering import run_screens, screens_markdown
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quick = SteeringConfig.quick()
+    result = (
+        run_screens(seeds=(0,), noise_scales=(0.5,), kl_rates=(1e-3,), config=quick) if args.quick else run_screens()
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark_steering_screens.json").write_text(json.dumps(result, indent=2, default=str))
+    (args.out / "benchmark_steering_screens.md").write_text(screens_markdown(result))
+    print(screens_markdown(result))
     return result
 
 

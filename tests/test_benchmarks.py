@@ -241,15 +241,19 @@ def test_the_digits_rows_run_end_to_end_and_write_their_table(tmp_path):
 
 
 def test_the_steering_rows_run_end_to_end_and_write_their_tables(tmp_path):
+    from benchmarks.steering import STEERING_METHODS
+
     result = cli.main(["--steering", "--quick", "--out", str(tmp_path)])
     assert json.loads((tmp_path / "benchmark_steering.json").read_text())["config"]["seeds"] == [0, 1]
     table = (tmp_path / "benchmark_steering.md").read_text()
-    assert "| importance resampling |" in table and "| reward-weighted |" in table and "| target |" in table
-    exact = result["rows"]["exact samples"]["w2_ratio"]
-    assert len(exact["values"]) == 2 and all(v > 0 for v in exact["values"])
-    assert set(result["rows"]) >= {"SMC", "guidance, flow map (annealed)", "reference (exact samples)"}
+    assert "| FMTT, flow-map look-ahead | yes |" in table and "| FK steering, denoiser potentials | no |" in table
+    assert "| reward-weighted |" in table and "| target |" in table
+    assert len(result["exact_samples"]["w2_ratio"]["values"]) == 3
+    rows = result["steering"]["20"]
+    assert set(rows) == set(STEERING_METHODS) and all(len(r["w2_ratio"]["values"]) == 2 for r in rows.values())
+    assert set(result["rows"]) == {"reward-weighted", "direct (beta = 1)", "reference (exact samples)"}
     assert 0 < result["gradient"]["time_ratio"]["mean"] and 0 < result["gradient"]["memory_ratio"]["mean"] < 1
-    assert any(name.startswith("importance resampling") for name in result["targets"])
+    assert any(name.startswith("best with a flow map") for name in result["targets"])
 
 
 def test_the_screen_trains_each_setting_and_seed_against_one_baseline(monkeypatch):
@@ -292,3 +296,10 @@ def test_a_screening_plan_shares_one_baseline_between_methods(monkeypatch):
     assert results["consistency_training"]["runs"][0]["setting"] == {"target_decay": 0.0}
     with pytest.raises(ValueError, match="empty plan"):
         screen.screen_plan({}, "checkerboard", seeds=(1,))
+
+
+def test_the_steering_screens_run_end_to_end(tmp_path):
+    result = cli.main(["--steering-screens", "--quick", "--out", str(tmp_path)])
+    table = (tmp_path / "benchmark_steering_screens.md").read_text()
+    assert "| FMTT, flow-map look-ahead, 20 evaluations, c = 0.5 |" in table and "| KL-penalised, lr 0.001 |" in table
+    assert all(len(stat["values"]) == 1 for stat in result["kl_rate"].values())
