@@ -27,7 +27,7 @@ The benchmark that compares every method at one budget is not part of the librar
 ``benchmarks/`` at the root of the book's repository.
 """
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 from flowlib.fitting import METHODS, fit  # noqa: E402  (the one call chapters and readers use)
 

@@ -8,7 +8,13 @@ prints the wall time of the whole chapter and of its slowest cells, and
 
 runs every chapter in order, in full mode and then in smoke mode, each from an empty model cache, and
 writes the seconds to ``book/generated/chapter_times.json``: the one measurement the README's table and
-the teachers' page are generated from (``python -m editions``).
+the teachers' page are generated from (``python -m editions``), and
+
+    python tests/notebooks.py --readings --seeds 0 1 2 3 4 [book/12_*.ipynb ...]
+
+runs the chapters (default: all) in full mode under each seed (``FLOWLIB_SEED``), from one empty model cache,
+and records every reading the chapters check with ``setup.expect`` into ``book/generated/readings.json`` and the
+evidence appendix's table ``book/generated/readings.md`` (chapters not run keep their earlier rows).
 
 The tests execute every chapter **once**: :func:`executed_book` copies the book and its Colab editions
 into a folder, runs each chapter's Colab edition there in smoke mode (chapters in order, sharing one model
@@ -20,6 +26,7 @@ outputs are copied onto the source notebooks, and the site is built from those w
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -78,11 +85,13 @@ def execute(
 
 @dataclass
 class Run:
-    """One chapter executed into the copy: its executed notebook, seconds, and the error if a cell failed."""
+    """One chapter executed into the copy: its executed notebook, seconds, the error if a cell failed, and the
+    readings its ``setup.expect`` calls recorded (names and bounds; smoke mode checks only the exact ones)."""
 
     notebook: nbformat.NotebookNode | None
     seconds: float
     error: str | None
+    readings: list[dict]
 
 
 def point_install_at_checkout(notebook: nbformat.NotebookNode, checkout: Path = ROOT) -> int:
@@ -127,11 +136,14 @@ def executed_book(folder: Path) -> dict[str, Run]:
     config = yaml.safe_load((folder / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"
     (folder / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    cache_before = os.environ.get("FLOWLIB_CACHE")
+    cache_before, readings_before = os.environ.get("FLOWLIB_CACHE"), os.environ.get("FLOWLIB_READINGS")
     os.environ["FLOWLIB_CACHE"] = str(folder / "model-cache")
+    (folder / "readings").mkdir()
     runs: dict[str, Run] = {}
     try:
         for chapter in CHAPTERS:
+            lines = folder / "readings" / f"{chapter.stem}.jsonl"
+            os.environ["FLOWLIB_READINGS"] = str(lines)
             edition = folder / "colab" / chapter.name
             notebook = nbformat.read(edition, as_version=4)
             if point_install_at_checkout(notebook) != 1:
@@ -142,14 +154,15 @@ def executed_book(folder: Path) -> dict[str, Run]:
                 nb, seconds, _ = execute(edition, smoke=True)
                 nbformat.write(nb, edition)
                 copy_outputs(nb, folder / "book" / chapter.name)
-                runs[chapter.stem] = Run(nb, seconds, None)
+                runs[chapter.stem] = Run(nb, seconds, None, _read_lines(lines))
             except CellExecutionError as error:
-                runs[chapter.stem] = Run(None, time.perf_counter() - start, str(error)[-4000:])
+                runs[chapter.stem] = Run(None, time.perf_counter() - start, str(error)[-4000:], _read_lines(lines))
     finally:
-        if cache_before is None:
-            os.environ.pop("FLOWLIB_CACHE", None)
-        else:
-            os.environ["FLOWLIB_CACHE"] = cache_before
+        for key, value in (("FLOWLIB_CACHE", cache_before), ("FLOWLIB_READINGS", readings_before)):
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return runs
 
 
@@ -194,15 +207,127 @@ def record_times(out: Path = TIMES) -> dict:
     return record
 
 
+READINGS = ROOT / "book" / "generated" / "readings.json"
+
+
+def _read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def record_readings(chapters: list[Path], seeds: list[int], out: Path = READINGS) -> dict:
+    """Run ``chapters`` in full mode under each seed and record the readings their ``setup.expect`` calls check.
+
+    The chapters run from a copy of the book (edits made meanwhile do not reach a run in progress), in order,
+    all seeds sharing one empty model cache (models are keyed by their seed). Readings are recorded in survey
+    mode (``FLOWLIB_SURVEY``): a value outside its bounds is kept and reported, not raised. Values of other seeds
+    already in ``out`` are kept, so seeds can be added run by run; readings a chapter no longer checks are dropped.
+    ``out`` is rewritten after every chapter, so an interrupted run keeps what it measured.
+    """
+    record = json.loads(out.read_text()) if out.exists() else {"chapters": {}}
+    saved = {
+        key: os.environ.get(key) for key in ("FLOWLIB_CACHE", "FLOWLIB_SEED", "FLOWLIB_READINGS", "FLOWLIB_SURVEY")
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        book_copy = Path(folder) / "book"
+        shutil.copytree(ROOT / "book", book_copy, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
+        os.environ["FLOWLIB_CACHE"] = str(Path(folder) / "model-cache")
+        os.environ["FLOWLIB_SURVEY"] = "1"
+        # rows already measured for other seeds are kept (a run may add seeds); a reading whose bounds changed starts
+        # afresh, since its earlier values were checked against other bounds
+        fresh = {path.stem: copy.deepcopy(record["chapters"].get(path.stem, {})) for path in chapters}
+        seen: dict[str, set[str]] = {path.stem: set() for path in chapters}
+        try:
+            for seed in seeds:
+                for path in chapters:
+                    lines = Path(folder) / f"{path.stem}-{seed}.jsonl"
+                    os.environ["FLOWLIB_SEED"], os.environ["FLOWLIB_READINGS"] = str(seed), str(lines)
+                    _, total, _ = execute(book_copy / path.name, smoke=False)
+                    for entry in _read_lines(lines):
+                        row = fresh[path.stem].setdefault(
+                            entry["reading"], {"below": entry["below"], "above": entry["above"], "values": {}}
+                        )
+                        if (row["below"], row["above"]) != (entry["below"], entry["above"]):
+                            row.update(below=entry["below"], above=entry["above"], values={})
+                        row["values"][str(seed)] = entry["value"]
+                        seen[path.stem].add(entry["reading"])
+                    record["chapters"][path.stem] = {k: v for k, v in fresh[path.stem].items() if k in seen[path.stem]}
+                    record.update(
+                        measured=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+                        machine=f"{os.cpu_count()} CPU cores ({platform.machine()}), {_gpu()}",
+                    )
+                    out.write_text(json.dumps(record, indent=1) + "\n")
+                    outside = readings_outside(record["chapters"][path.stem], str(seed))
+                    print(
+                        f"{path.name}, seed {seed}: {total:.0f} s; outside their bounds: {outside or 'none'}",
+                        flush=True,
+                    )
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    (out.parent / "readings.md").write_text(readings_table(record))
+    return record
+
+
+def holds(row: dict, value: float) -> bool:
+    """Whether ``value`` lies inside the bounds of a reading's ``row``."""
+    return (row["below"] is None or value < row["below"]) and (row["above"] is None or value > row["above"])
+
+
+def readings_outside(rows: dict, seed: str) -> list[str]:
+    """The readings whose value for ``seed`` lies outside their bounds."""
+    return [name for name, row in rows.items() if seed in row["values"] and not holds(row, row["values"][seed])]
+
+
+def readings_table(record: dict) -> str:
+    """The evidence appendix's table: one row per reading with its bound and its spread over the seeds."""
+    lines = [
+        f"Measured {record.get('measured', '?')} on {record.get('machine', '?')} with "
+        "`python tests/notebooks.py --readings --seeds ...` (full mode, one empty model cache).",
+        "",
+        "| chapter | reading | bound | seeds | min | mean | max | holds for every seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for stem in sorted(record["chapters"]):
+        for name, row in record["chapters"][stem].items():
+            values = list(row["values"].values())
+            bound = " and ".join(
+                f"{sign} {value:g}"
+                for sign, value in (("above", row["above"]), ("below", row["below"]))
+                if value is not None
+            )
+            every = "yes" if all(holds(row, v) for v in values) else "**no**"
+            chapter_name = stem.split("_", 1)[0].lstrip("0")
+            text = name.replace("|", "\\|")
+            lines.append(
+                f"| {chapter_name} | {text} | {bound} | {len(values)} | {min(values):.4g} | "
+                f"{sum(values) / len(values):.4g} | {max(values):.4g} | {every} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, default=CHAPTERS)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--save", type=Path, help="write the executed notebook here (one notebook only)")
     parser.add_argument("--record", action="store_true", help=f"time every chapter into {TIMES.relative_to(ROOT)}")
+    parser.add_argument(
+        "--readings", action="store_true", help=f"record every checked reading into {READINGS.relative_to(ROOT)}"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds of --readings")
+    parser.add_argument("--render-readings", action="store_true", help="rewrite readings.md from readings.json")
     args = parser.parse_args()
     if args.record:
         record_times()
+        sys.exit(0)
+    if args.render_readings:
+        (READINGS.parent / "readings.md").write_text(readings_table(json.loads(READINGS.read_text())))
+        sys.exit(0)
+    if args.readings:
+        record_readings([path.resolve() for path in args.notebooks], args.seeds)
         sys.exit(0)
     for path in args.notebooks:
         nb, total, timings = execute(path.resolve(), args.smoke)

@@ -115,6 +115,16 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
     assert "pytest" in tests
     ci = (ROOT / ".ci" / "run").read_text()
     assert tests in ci, ".ci/run must run the README's test command verbatim"
+    assert build in ci and "FLOWLIB_CACHE=" in ci.split(build)[0], ".ci/run builds the site as a new reader does"
+    assert "FLOWLIB_SITE=_build/html" in ci.split(build)[1], "and the site tests then read that full-mode build"
+
+
+def test_a_cross_reference_to_an_exercise_is_not_preceded_by_the_word():
+    """{ref} renders an exercise's label as "Exercise 12.1", so "exercise {ref}`...`" reads "exercise Exercise"."""
+    texts = [(p.name, source(c)) for p in CHAPTERS for c in cells(p) if c["cell_type"] == "markdown"]
+    texts += [(p.name, p.read_text()) for p in (ROOT / "book").glob("*.md")]
+    doubled = [(name, m.group(0)) for name, text in texts for m in re.finditer(r"(?i)exercises? \{ref\}`ex-", text)]
+    assert not doubled, doubled
 
 
 def test_package_is_named_explicitly():

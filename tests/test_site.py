@@ -1,5 +1,9 @@
 """Build the site from the chapters executed in smoke mode, then drive the system Chromium over the built pages
-(the ``executed_book`` and ``browser`` fixtures live in conftest.py)."""
+(the ``executed_book`` and ``browser`` fixtures live in conftest.py).
+
+With ``FLOWLIB_SITE=_build/html`` the same tests read a site that is already built — ``.ci/run`` points them at
+the full-mode build of README command 1, so that figures, tables and controls are checked as a reader sees them.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +26,19 @@ pytestmark = pytest.mark.slow
 REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
 
 
+#: a site built beforehand (README command 1), read instead of a smoke-mode build
+BUILT_SITE = os.environ.get("FLOWLIB_SITE", "").strip()
+
+
 @pytest.fixture(scope="session")
-def site(executed_book, tmp_path_factory) -> Path:
-    """Build the whole book, with warnings as errors, from the chapters executed in smoke mode (no re-execution)."""
-    folder, runs = executed_book
+def site(request, tmp_path_factory) -> Path:
+    """Build the whole book, with warnings as errors, from the chapters executed in smoke mode (no re-execution);
+    or, with ``FLOWLIB_SITE``, the site already built there."""
+    if BUILT_SITE:
+        built = Path(BUILT_SITE).resolve()
+        assert (built / "index.html").exists(), f"FLOWLIB_SITE={BUILT_SITE}: no built site there"
+        return built
+    folder, runs = request.getfixturevalue("executed_book")
     failed = [name for name, run in runs.items() if run.error is not None]
     assert not failed, f"chapters failed in smoke mode (see test_notebooks): {failed}"
     out = tmp_path_factory.mktemp("site")
@@ -43,19 +56,19 @@ def test_every_chapter_page_is_built(site):
     for chapter in CHAPTERS:
         page = site / "book" / f"{chapter.stem}.html"
         assert page.exists(), page
-        assert "mode smoke" in page.read_text()
+        assert ("mode full" if BUILT_SITE else "mode smoke") in page.read_text()
     assert (site / "index.html").exists()
 
 
-def test_progress_bars_show_their_last_state_only(site):
-    """A training's bar is one line on the page (its final 100%), not a staircase of redraws."""
-    bars = 0
+def test_no_progress_bars_on_the_pages(site):
+    """A progress bar is for the reader waiting in Jupyter or Colab; the page shows what the training did instead
+    (the model's record), so no bar, final or intermediate, is left on a page."""
     for chapter in CHAPTERS:
         html = (site / "book" / f"{chapter.stem}.html").read_text()
-        percents = re.findall(r"(\d+)%\|", html)
-        bars += len(percents)
-        assert set(percents) <= {"100"}, f"{chapter.name} shows intermediate progress: {sorted(set(percents))}"
-    assert bars > 0, "the chapters train models: some final progress lines must be on the pages"
+        bars = re.findall(r"\d+%\|[^|<]*\|\s*[\d.]+/[\d.]+", html)
+        assert not bars, f"{chapter.name} shows progress bars: {bars[:2]}"
+    trained = (site / "book" / f"{CHAPTERS[6].stem}.html").read_text()
+    assert "steps" in trained and "s" in trained, "the training cells' own output stays on the page"
 
 
 def test_colab_links_open_the_colab_editions_of_this_repository(site):
@@ -276,16 +289,98 @@ def test_animation_plays(server, browser):
 
 @pytest.mark.browser
 def test_the_strength_control_shows_another_precomputed_frame(server, browser):
-    """Chapter 13's slider over lambda works on the static page: moving it shows another frame."""
+    """Chapter 13's slider over lambda works on the static page, by pointer and by keyboard: moving it shows
+    another frame and says which strength it shows; it is a numbered figure with alt text."""
     chapter = next(c for c in CHAPTERS if c.stem.startswith("13_"))
     page = Page(browser, chapter_url(server, chapter))
-    slider = page.page.locator("input[type=range][id^=_anim_slider]").first
-    assert slider.count() == 1, "no strength control on the page"
-    image = page.page.locator("img[id^=_anim_img]").first
+    control = page.page.locator(".flowlib-frames").first
+    assert control.count() == 1, "no strength control on the page"
+    slider, image, value = control.locator("input[type=range]"), control.locator("img"), control.locator("output")
+    assert value.inner_text() == "0" and "λ" in control.locator("label").inner_text()
     before = image.get_attribute("src")
-    last = slider.get_attribute("max")
-    slider.evaluate("(el, value) => { el.value = value; el.dispatchEvent(new Event('input', {bubbles: true})); }", last)
-    page.page.wait_for_timeout(300)
+    slider.evaluate("(el, value) => { el.value = value; el.dispatchEvent(new Event('input', {bubbles: true})); }", "3")
+    page.page.wait_for_timeout(200)
     assert image.get_attribute("src") != before, "moving the slider did not change the frame"
+    assert value.inner_text() == "2", "the control should say which strength its frame shows"
+    slider.focus()
+    page.page.keyboard.press("ArrowRight")
+    page.page.wait_for_timeout(200)
+    assert value.inner_text() == "4", "the arrow keys move the control"
+    assert len(image.get_attribute("alt")) > 20
+    caption = control.evaluate("el => (el.closest('figure') || {}).textContent || ''")
+    assert "Fig" in caption and "strength" in caption, f"the control is not a numbered figure: {caption[:80]!r}"
     assert page.errors == []
     page.page.close()
+
+
+# ------------------------------------------------------------------------------------------ layout
+WIDTHS = {"laptop": 1280, "phone": 390}
+
+
+def open_at(browser, url: str, width: int) -> Page:
+    page = Page(browser, url)
+    page.page.set_viewport_size({"width": width, "height": 900})
+    page.page.wait_for_timeout(250)
+    page.page.evaluate("() => Promise.all([...document.images].map(img => img.decode().catch(() => null)))")
+    return page
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", WIDTHS.values(), ids=WIDTHS.keys())
+def test_figures_keep_their_shape_at_every_width(server, browser, width):
+    """Every figure of every chapter is drawn with the aspect ratio of its image (within 3%), on a laptop and on
+    a phone: a ring of modes stays a ring however narrow the column."""
+    squashed = []
+    for chapter in CHAPTERS:
+        page = open_at(browser, chapter_url(server, chapter), width)
+        shapes = page.page.evaluate(
+            """() => [...document.querySelectorAll('article div.cell_output img, article figure img')]
+                   .filter(img => img.naturalWidth > 50 && img.getBoundingClientRect().width > 0)
+                   .map(img => { const box = img.getBoundingClientRect();
+                                 return {src: img.src.slice(-40), natural: img.naturalHeight / img.naturalWidth,
+                                         shown: box.height / box.width}; })"""
+        )
+        assert shapes, f"{chapter.name}: no figure measured"
+        squashed += [(chapter.stem, s) for s in shapes if abs(s["shown"] / s["natural"] - 1) > 0.03]
+        page.page.close()
+    assert not squashed, f"figures drawn out of shape at {width} px: {squashed[:5]}"
+
+
+@pytest.mark.browser
+def test_printed_output_and_tables_fit_the_column_on_a_laptop(server, browser):
+    """At 1280 px nothing a cell prints runs past the text column (text wraps; result tables are HTML that fits),
+    and no page scrolls sideways."""
+    too_wide = []
+    for chapter in CHAPTERS:
+        page = open_at(browser, chapter_url(server, chapter), WIDTHS["laptop"])
+        found = page.page.evaluate(
+            """() => { const column = document.querySelector('article').getBoundingClientRect().width;
+                 const wide = [...document.querySelectorAll('article div.cell_output pre, article div.flowlib-table')]
+                     .filter(el => el.scrollWidth > el.clientWidth + 1 || el.getBoundingClientRect().width > column + 1)
+                     .map(el => el.textContent.slice(0, 60));
+                 const page = document.documentElement;
+                 if (page.scrollWidth > window.innerWidth + 1) wide.push('the page scrolls sideways');
+                 return wide; }"""
+        )
+        too_wide += [(chapter.stem, text) for text in found]
+        page.page.close()
+    assert not too_wide, f"wider than the column at 1280 px: {too_wide[:6]}"
+
+
+@pytest.mark.browser
+def test_result_tables_are_html_that_scrolls_inside_itself_on_a_phone(server, browser):
+    """Chapters 11-13 show their result tables as HTML tables; on a phone a wide table scrolls inside its own
+    box and the page itself does not scroll sideways."""
+    for chapter in [c for c in CHAPTERS if c.stem[:2] in ("11", "12", "13")]:
+        page = open_at(browser, chapter_url(server, chapter), WIDTHS["phone"])
+        tables = page.page.locator("article div.flowlib-table table")
+        assert tables.count() >= 2, f"{chapter.name}: its results should be HTML tables"
+        boxes = page.page.evaluate(
+            """() => [...document.querySelectorAll('article div.flowlib-table')].map(el => ({
+                   box: el.getBoundingClientRect().right, overflow: getComputedStyle(el).overflowX}))"""
+        )
+        assert all(b["box"] <= 391 and b["overflow"] == "auto" for b in boxes), boxes
+        assert page.page.evaluate("() => document.documentElement.scrollWidth") <= 391, (
+            f"{chapter.name} scrolls sideways"
+        )
+        page.page.close()
