@@ -43,6 +43,17 @@ Tangent = torch.Tensor | float | None
 KINDS = ("velocity", "flow_map", "consistency")
 
 
+def _device(model: nn.Module) -> torch.device:
+    """The device of a model's parameters (the CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _to(time: TimeLike, device: torch.device) -> TimeLike:
+    """A time tensor moved to ``device``; a float as it is."""
+    return time.to(device) if isinstance(time, torch.Tensor) else time
+
+
 class VelocityModel(nn.Module):
     r"""A learned velocity :math:`b_t(x)` around a network ``net(x, t)`` (chapter 2).
 
@@ -65,9 +76,15 @@ class VelocityModel(nn.Module):
         self.record = None
 
     def forward(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
-        r""":math:`b_t(x)`; ``x`` ``(batch, ...)``, ``t`` a float or ``(batch,)`` → ``(batch, ...)``."""
+        r""":math:`b_t(x)`; ``x`` ``(batch, ...)``, ``t`` a float or ``(batch,)`` → ``(batch, ...)``.
+
+        The inputs move to the network's device and the result comes back on ``x``'s (a model on a GPU can be
+        called with CPU tensors, as a chapter's noise is made).
+        """
         as_points(x, "x")
-        return self.net(x, as_times(t, "t", x.shape[0], like=x))
+        home, device = x.device, _device(self)
+        x = x.to(device)
+        return self.net(x, as_times(_to(t, device), "t", x.shape[0], like=x)).to(home)
 
     def velocity(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
         r"""The same as calling the model: :math:`b_t(x)`, ``(batch, ...)``."""
@@ -98,24 +115,33 @@ class FlowMap(nn.Module):
         self.record = None
 
     # ------------------------------------------------------------------ evaluation
-    def _times(self, x: torch.Tensor, s: TimeLike, t: TimeLike) -> tuple[torch.Tensor, torch.Tensor]:
+    def _times(
+        self, x: torch.Tensor, s: TimeLike, t: TimeLike
+    ) -> tuple[torch.device, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The caller's device, then ``x`` and the two times on the network's device."""
         as_points(x, "x")
-        return as_times(s, "s", x.shape[0], like=x), as_times(t, "t", x.shape[0], like=x)
+        home, device = x.device, _device(self)
+        x = x.to(device)
+        ss, tt = as_times(_to(s, device), "s", x.shape[0], like=x), as_times(_to(t, device), "t", x.shape[0], like=x)
+        return home, x, ss, tt
 
     def average_velocity(self, x: torch.Tensor, s: TimeLike, t: TimeLike) -> torch.Tensor:
-        r""":math:`v_{s,t}(x)`; ``x`` ``(batch, ...)``, ``s``/``t`` floats or ``(batch,)`` → ``(batch, ...)``."""
-        ss, tt = self._times(x, s, t)
-        return self.net(x, ss, tt)
+        r""":math:`v_{s,t}(x)`; ``x`` ``(batch, ...)``, ``s``/``t`` floats or ``(batch,)`` → ``(batch, ...)``.
+
+        Like every evaluation of the model, it runs on the network's device and returns on ``x``'s.
+        """
+        home, x, ss, tt = self._times(x, s, t)
+        return self.net(x, ss, tt).to(home)
 
     def forward(self, x: torch.Tensor, s: TimeLike, t: TimeLike) -> torch.Tensor:
         r""":math:`X_{s,t}(x) = x + (t - s)\,v_{s,t}(x)`; shapes as in :meth:`average_velocity`."""
-        ss, tt = self._times(x, s, t)
-        return self._map(x, ss, tt)
+        home, x, ss, tt = self._times(x, s, t)
+        return self._map(x, ss, tt).to(home)
 
     def velocity(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
         r"""The velocity :math:`b_t(x) = v_{t,t}(x)` (the diagonal of the map); ``(batch, ...)``."""
-        ss, tt = self._times(x, t, t)
-        return self.net(x, ss, tt)
+        home, x, ss, tt = self._times(x, t, t)
+        return self.net(x, ss, tt).to(home)
 
     def _map(self, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return x + column(t - s, x) * self.net(x, s, t)
@@ -151,7 +177,7 @@ class FlowMap(nn.Module):
         """
         check_choice(scheme, "scheme", ("jvp", "fd"))
         check_choice(output, "output", ("map", "velocity"))
-        ss, tt = self._times(x, s, t)
+        home, x, ss, tt = self._times(x, s, t)
         x = x.contiguous()  # forward-mode AD refuses broadcast views (e.g. one point expanded to a batch)
         tangents = tuple(
             torch.zeros_like(like)
@@ -161,8 +187,10 @@ class FlowMap(nn.Module):
         )
         fn = self._map if output == "map" else self.net
         if scheme == "jvp":
-            return torch.func.jvp(fn, (x, ss, tt), tangents)
-        value = fn(x, ss, tt)
-        plus = fn(x + eps * tangents[0], ss + eps * tangents[1], tt + eps * tangents[2])
-        minus = fn(x - eps * tangents[0], ss - eps * tangents[1], tt - eps * tangents[2])
-        return value, (plus - minus) / (2 * eps)
+            value, derivative = torch.func.jvp(fn, (x, ss, tt), tangents)
+        else:
+            value = fn(x, ss, tt)
+            plus = fn(x + eps * tangents[0], ss + eps * tangents[1], tt + eps * tangents[2])
+            minus = fn(x - eps * tangents[0], ss - eps * tangents[1], tt - eps * tangents[2])
+            derivative = (plus - minus) / (2 * eps)
+        return value.to(home), derivative.to(home)

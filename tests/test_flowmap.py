@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from flowlib import nets
+from flowlib._validate import trusted
 from flowlib.flowmap import KINDS, FlowMap, VelocityModel
 
 
@@ -132,3 +133,32 @@ def test_bad_inputs():
         model(torch.zeros(3, 2, dtype=torch.float64), torch.zeros(2), 1.0)
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         model.velocity([[0.0, 0.0]], 0.5)
+
+
+@pytest.mark.parametrize("kind", ["flow map", "velocity"])
+def test_a_model_on_another_device_gets_its_inputs_there(kind):
+    """Without a GPU: a model moved to the meta device must receive its inputs on the meta device (they are
+    moved for it); the copy of the result back to the caller's CPU is where a meta run stops."""
+    net = nets.MLP(2, width=8, depth=1, n_times=2 if kind == "flow map" else 1)
+    model = (FlowMap(net) if kind == "flow map" else VelocityModel(net)).to("meta")
+    seen = []
+    net.register_forward_pre_hook(lambda module, args: seen.extend(a.device.type for a in args))
+    x = torch.randn(4, 2)
+    calls = [lambda: model.velocity(x, torch.full((4,), 0.5))]
+    if kind == "flow map":
+        calls += [lambda: model(x, 0.0, torch.ones(4)), lambda: model.average_velocity(x, 0.0, 1.0),
+                  lambda: model.jvp(x, 0.0, 1.0, dt=1.0)]  # fmt: skip
+    for call in calls:
+        seen.clear()
+        with trusted(), pytest.raises(NotImplementedError, match="meta"):  # no value scans of meta tensors
+            call()
+        assert seen and set(seen) == {"meta"}, f"the network saw inputs on {set(seen)}"
+
+
+def test_results_come_back_on_the_callers_device_with_their_gradients():
+    model = FlowMap(nets.MLP(2, width=8, depth=1, n_times=2))
+    x = torch.randn(4, 2, requires_grad=True)
+    out = model(x, 0.0, 1.0)
+    assert out.device == x.device
+    out.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
