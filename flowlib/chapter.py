@@ -129,7 +129,7 @@ class ChapterSetup:
         below: float | None = None,
         above: float | None = None,
         in_smoke: bool = False,
-    ) -> float:
+    ) -> None:
         """Check a number that the chapter's text reads: ``above < value < below``.
 
         A sentence that interprets a run is held by this check. In smoke mode the models are untrained, so the
@@ -146,8 +146,7 @@ class ChapterSetup:
             above: the value must be larger than this.
             in_smoke: check in smoke mode too.
 
-        Returns:
-            The value, as a float.
+        Returns nothing, so that a cell ending with a check shows no output for it.
 
         Raises:
             ValueError: neither bound given, or a bound that is not a number.
@@ -178,7 +177,6 @@ class ChapterSetup:
                 f"the text reads {reading!r} as {bounds}, but this run gives {number:.4g} (seed {self.seed}). "
                 "The reading does not hold for this run: see the evidence appendix for its spread over seeds."
             )
-        return number
 
     def __str__(self) -> str:
         mode = "smoke (small sizes, for tests)" if self.smoke else "full"

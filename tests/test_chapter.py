@@ -56,7 +56,7 @@ def test_expect_checks_a_reading_in_full_mode_and_records_it(monkeypatch, tmp_pa
     lines = tmp_path / "readings.jsonl"
     monkeypatch.setenv("FLOWLIB_READINGS", str(lines))
     setup = chapter.setup(seed=3, style=False)
-    assert setup.expect("ratio", torch.tensor(1.2), above=1, below=1.5) == pytest.approx(1.2)
+    assert setup.expect("ratio", torch.tensor(1.2), above=1, below=1.5) is None
     with pytest.raises(AssertionError, match=r"'ratio' as above 1 and below 1\.5, but this run gives 1\.7 \(seed 3\)"):
         setup.expect("ratio", 1.7, above=1, below=1.5)
     with pytest.raises(AssertionError, match="nan"):
@@ -73,7 +73,7 @@ def test_expect_skips_trained_readings_in_smoke_mode_but_not_exact_ones(monkeypa
     monkeypatch.setenv("FLOWLIB_SMOKE", "1")
     monkeypatch.delenv("FLOWLIB_READINGS", raising=False)
     setup = chapter.setup(style=False)
-    assert setup.expect("untrained model", 10.0, below=1) == 10.0
+    setup.expect("untrained model", 10.0, below=1)  # not checked: no error
     with pytest.raises(AssertionError):
         setup.expect("an exact field's order", 10.0, below=1, in_smoke=True)
 
@@ -83,7 +83,7 @@ def test_a_survey_records_every_reading_and_stops_at_none(monkeypatch, tmp_path)
     monkeypatch.setenv("FLOWLIB_READINGS", str(tmp_path / "r.jsonl"))
     monkeypatch.setenv("FLOWLIB_SURVEY", "1")
     setup = chapter.setup(style=False)
-    assert setup.expect("outside", 5.0, below=1) == 5.0
+    setup.expect("outside", 5.0, below=1)  # recorded, not raised
     assert "outside" in (tmp_path / "r.jsonl").read_text()
 
 
