@@ -7,12 +7,14 @@ Exercise numbers ("Exercise 7.4"), reference targets (``(label)=`` above a headi
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import latexcodec  # noqa: F401  (registers the "ulatex" codec)
 import yaml
 from pybtex.database import parse_file
 
@@ -202,8 +204,11 @@ def bibliography():
 
 
 def _plain(text: str) -> str:
-    r"""BibTeX text without braces and ``\url{...}`` wrappers."""
+    r"""BibTeX text as a reader reads it: LaTeX accents as letters (``N{\o}rsett`` → Nørsett, ``Peyr{\'e}`` →
+    Peyré), without braces and ``\url{...}`` wrappers, ``--`` as an en dash.
+    """
     text = re.sub(r"\\url\{([^}]*)\}", r"\1", text)
+    text = codecs.decode(text, "ulatex").strip()  # latexcodec (a dependency of pybtex) decodes the accents
     return text.replace("{", "").replace("}", "").replace("--", "–")
 
 

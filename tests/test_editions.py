@@ -172,3 +172,14 @@ def test_the_suggested_plan_names_exercises_that_exist():
     named = set(re.findall(r"\b(\d+\.\d+)\b", plan))
     numbers = {number for number, _ in myst.exercises().values()}
     assert named and named <= numbers, f"the plan names exercises that do not exist: {named - numbers}"
+
+
+def test_references_in_the_colab_editions_read_as_text():
+    """BibTeX accents become letters and no raw markup is left: "Nørsett", "Peyré", not "N\\orsett"."""
+    from editions import myst
+
+    assert myst.reference("hairer1993solving").startswith("Hairer, E., Nørsett, S. P. and Wanner, G. (1993)")
+    assert "Peyré, G." in myst.reference("bonneel2015sliced")
+    for key in myst.bibliography().entries:
+        text = myst.reference(key)
+        assert "\\" not in text and "{" not in text, f"{key}: {text}"
