@@ -29,6 +29,6 @@ The benchmark that compares every method at one budget is not part of the librar
 
 __version__ = "0.6.0"
 
-from flowlib.fitting import METHODS, fit  # noqa: E402  (the one call chapters and readers use)
+from flowlib.fitting import METHODS, build_model, draw_batch, fit  # noqa: E402  (what chapters and readers call)
 
-__all__ = ["METHODS", "fit", "__version__"]
+__all__ = ["METHODS", "build_model", "draw_batch", "fit", "__version__"]

@@ -725,6 +725,67 @@ def _start_from(model: nn.Module, init: object) -> None:
     model.load_state_dict({k: v.to(ours[k].device, ours[k].dtype) for k, v in theirs.items()})
 
 
+def build_model(
+    method: str, data: object, seed: int = 0, *, device: str | torch.device | None = None, **options: object
+) -> VelocityModel | FlowMap:
+    r"""The untrained network that :func:`fit` starts from: same architecture and same initial weights.
+
+    A velocity :math:`v^\theta_t(x)` (:class:`~flowlib.flowmap.VelocityModel`) for ``"flow_matching"``, a flow map
+    :math:`X^\theta_{s,t}(x) = x + (t - s)\, v^\theta_{s,t}(x)` (:class:`~flowlib.flowmap.FlowMap`) otherwise; an
+    MLP for points ``(N, d)``, a U-Net for images ``(N, C, H, W)``.
+
+    Args:
+        method: one of :data:`METHODS`.
+        data: what :func:`fit` accepts (a dataset name, a mixture or a tensor); only its shape is read.
+        seed: the seed :func:`fit` would get (it seeds the initial weights).
+        device: where the network lives (default: :func:`flowlib.chapter.default_device`).
+        **options: fields of :class:`FitOptions` the method reads (``width``, ``depth``, …).
+
+    Returns:
+        The network in train mode.
+    """
+    check_choice(method, "method", METHODS)
+    spec, o = METHODS[method], resolve_options(method, options)
+    device = _check_device(device) if device is not None else default_device()
+    pool = _data_pool(data, 2, seed)  # a name or a mixture: two points are enough to read the shape
+    torch.manual_seed(seed)
+    return _build_model(spec, pool, o, device)
+
+
+def draw_batch(
+    method: str, pool: torch.Tensor, generator: torch.Generator, *, progress: float = 1.0, **options: object
+) -> Batch:
+    r"""One training batch exactly as :func:`fit` draws it for ``method`` (the methods without a teacher).
+
+    Data :math:`x_1` from ``pool``, noise :math:`x_0 \sim \mathcal N(0, I)`, time pairs :math:`(s, t)` with a share
+    ``diagonal_fraction`` on the diagonal :math:`s = t`, the point :math:`x_s = I_s(x_0, x_1)` and, where the method
+    needs one, the diagonal's target velocity (``diagonal_target``; flow matching's :math:`\dot I_s` by default).
+
+    Args:
+        method: one of :data:`METHODS` that learns without a teacher.
+        pool: training points ``(N, d)`` or images ``(N, C, H, W)`` (:func:`fit` draws its batches from such a pool).
+        generator: the source of every random number of the batch (seed it once, before the loop).
+        progress: the share of training done, in [0, 1] (only ``diagonal_warmup`` reads it).
+        **options: fields of :class:`FitOptions` the method reads (``batch_size``, ``diagonal_fraction``, …).
+
+    Returns:
+        A :class:`Batch` of ``batch_size`` rows.
+    """
+    check_choice(method, "method", METHODS)
+    spec, o = METHODS[method], resolve_options(method, options)
+    if spec.teacher != "none":
+        raise ValueError(f"method: draw_batch draws batches of the methods without a teacher; {method!r} distils one")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if not 0.0 <= progress <= 1.0:
+        raise ValueError(f"progress must be the share of training done, in [0, 1]; got {progress}")
+    if not isinstance(pool, torch.Tensor) or pool.ndim not in (2, 4) or pool.shape[0] < 1:
+        kind = f"a tensor of shape {tuple(pool.shape)}" if isinstance(pool, torch.Tensor) else type(pool).__name__
+        raise TypeError(f"pool must be a tensor of points (N, d) or images (N, C, H, W), got {kind}")
+    fraction = 1.0 if progress < o.diagonal_warmup else o.diagonal_fraction
+    return _draw_batch(spec, pool, Context(o, get_interpolant(o.interpolant)), generator, fraction)
+
+
 def fit(
     method: str,
     data: object,

@@ -58,7 +58,7 @@ def profiled_fits():
 
 # ----------------------------------------------------------------------------- the table of methods
 def test_the_package_exports_fit_the_table_and_its_version():
-    assert set(flowlib.__all__) == {"METHODS", "fit", "__version__"}
+    assert set(flowlib.__all__) == {"METHODS", "build_model", "draw_batch", "fit", "__version__"}
     assert flowlib.fit is fitting.fit and flowlib.METHODS is fitting.METHODS
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert flowlib.__version__ == re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
@@ -470,3 +470,54 @@ def test_fit_explains_the_mistakes_a_new_user_makes():
         flowlib.fit("psd", torch.rand(16, 1, 8, 8) * 255, 1, **images)
     with pytest.warns(UserWarning, match=r"all >= 0.*2 \* images - 1"):
         flowlib.fit("psd", torch.rand(16, 1, 8, 8), 1, **images)
+
+
+# ----------------------------------------------------------------------------- the training step in view (chapter 7)
+LOOP_OPTIONS = dict(width=32, depth=2, batch_size=64, lr=3e-3, warmup=0, schedule="constant", grad_clip=None,
+                    ema_decay=None)  # fmt: skip
+
+
+def _hand_loop(method: str, pool: torch.Tensor, steps: int, seed: int) -> torch.nn.Module:
+    """Chapter 7's printed loop: build, draw a batch, take the loss, step Adam."""
+    model = flowlib.build_model(method, pool, seed=seed, device="cpu", **LOOP_OPTIONS)
+    optimiser = torch.optim.Adam(model.parameters(), lr=LOOP_OPTIONS["lr"])
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        batch = flowlib.draw_batch(method, pool, generator, progress=step / steps, **LOOP_OPTIONS)
+        loss = losses.psd(model, model, batch.xs, batch.s, batch.t, jumps=4, on_diagonal=batch.on_diagonal,
+                          velocity_target=batch.velocity_target)  # fmt: skip
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model
+
+
+def test_the_printed_training_loop_gives_fits_model_with_the_same_seed():
+    pool = data.sample("checkerboard", 5000, seed=0)
+    by_hand = _hand_loop("psd", pool, steps=15, seed=3)
+    by_fit = flowlib.fit("psd", pool, train_steps=15, seed=3, cache=False, progress=False, device="cpu", **LOOP_OPTIONS)
+    for (name, a), b in zip(by_hand.state_dict().items(), by_fit.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    # and the loop is not trivially equal: another seed gives other weights
+    other = _hand_loop("psd", pool, steps=15, seed=4)
+    assert not all(torch.equal(a, b) for a, b in zip(other.parameters(), by_fit.parameters(), strict=True))
+
+
+def test_build_model_starts_where_fit_starts_and_draw_batch_says_what_it_needs():
+    pool = data.sample("checkerboard", 500, seed=0)
+    velocity = flowlib.build_model("flow_matching", "checkerboard", seed=1, device="cpu", width=16, depth=1)
+    assert type(velocity).__name__ == "VelocityModel"
+    same = flowlib.build_model("flow_matching", pool, seed=1, device="cpu", width=16, depth=1)
+    for a, b in zip(velocity.state_dict().values(), same.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    batch = flowlib.draw_batch("psd", pool, torch.Generator().manual_seed(0), batch_size=40)
+    assert batch.xs.shape == (40, 2) and batch.on_diagonal.dtype == torch.bool
+    assert 0 < int(batch.on_diagonal.sum()) < 40 and batch.velocity_target is not None
+    with pytest.raises(ValueError, match="without a teacher"):
+        flowlib.draw_batch("lmd", pool, torch.Generator())
+    with pytest.raises(TypeError, match="generator"):
+        flowlib.draw_batch("psd", pool, 0)
+    with pytest.raises(TypeError, match="pool"):
+        flowlib.draw_batch("psd", "checkerboard", torch.Generator())
+    with pytest.raises(ValueError, match="progress"):
+        flowlib.draw_batch("psd", pool, torch.Generator(), progress=2.0)
