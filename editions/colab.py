@@ -24,6 +24,8 @@ from editions import marks, myst
 
 OUT = myst.ROOT / "colab"
 STUDENT_OUT = myst.ROOT / "student"
+#: Where the student site lives under the site's address (``.github/workflows/site.yml`` publishes it there).
+STUDENT_SITE = "student/"
 ROLE = re.compile(r"\{(?P<name>[\w:-]+)\}`(?P<content>[^`]*)`")
 ADMONITIONS = {"note", "tip", "important", "warning", "caution", "attention", "hint", "seealso", "admonition"}
 
@@ -308,7 +310,23 @@ def colab_edition(source_path: Path, student: bool = False) -> dict:
     metadata = {**notebook["metadata"], "colab": {"provenance": [], "toc_visible": True}}
     if student:
         metadata["flowmaps"] = {"edition": "student", "chapter": source_path.stem}
+        cells = [_to_student_pages(cell) for cell in cells]
     return {**notebook, "cells": cells, "metadata": metadata}
+
+
+def _to_student_pages(cell: dict) -> dict:
+    """A student edition's Markdown cell with its links sent to student pages: the Colab badge opens the student
+    edition (``student/``, not ``colab/`` with its solutions) and the site's pages are the student site's
+    (``<baseurl>student/``, built without solutions and published there by ``.github/workflows/site.yml``).
+    """
+    if cell["cell_type"] != "markdown":
+        return cell
+    text = myst.source(cell)
+    url, branch = myst.repository()
+    owner_repo = url.removeprefix("https://github.com/")
+    text = text.replace(f"github/{owner_repo}/blob/{branch}/colab/", f"github/{owner_repo}/blob/{branch}/student/")
+    text = text.replace(myst.site_url(), f"{myst.site_url()}{STUDENT_SITE}")
+    return {**cell, "source": text.splitlines(keepends=True)}
 
 
 def _provenance(source_path: Path, student: bool) -> str:

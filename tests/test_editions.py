@@ -183,3 +183,18 @@ def test_references_in_the_colab_editions_read_as_text():
     for key in myst.bibliography().entries:
         text = myst.reference(key)
         assert "\\" not in text and "{" not in text, f"{key}: {text}"
+
+
+def test_a_student_edition_leads_to_student_pages_only():
+    """Its badge opens the student edition in Colab, and its links to the site go to the student site (built
+    without solutions), never to the Colab edition or the reader's pages, where the solutions are."""
+    from editions import colab, myst
+
+    url, branch = myst.repository()
+    owner_repo = url.removeprefix("https://github.com/")
+    for path in sorted(colab.STUDENT_OUT.glob("*.ipynb")):
+        text = path.read_text(encoding="utf-8")
+        assert f"github/{owner_repo}/blob/{branch}/student/{path.name}" in text, f"{path.name}: the badge"
+        assert f"/blob/{branch}/colab/" not in text, f"{path.name} links a Colab edition with solutions"
+        reader_pages = re.findall(re.escape(myst.site_url()) + r"(?!student/)\S*", text)
+        assert not reader_pages, f"{path.name} links the reader's site: {reader_pages[:3]}"
