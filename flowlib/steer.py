@@ -649,6 +649,21 @@ def _velocity_of(lookahead: Lookahead, velocity: Callable, x: torch.Tensor, t: f
         return velocity(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)), 1
 
 
+def _particles(
+    velocity: object, lookahead: object, strength: float, noise: torch.Tensor, steps: int, seed: int | None
+) -> tuple[float, torch.Generator | None, int, float]:
+    r"""The checks and set-up the particle samplers share: the strength, the generator of their Brownian increments
+    and resampling (on the noise's device), the number of particles and the step :math:`h = 1/\text{steps}`.
+    """
+    check_callable(velocity, "velocity", "velocity(x, t)")
+    check_callable(lookahead, "lookahead", "lookahead(x, t)")
+    lam = _check_strength(strength)
+    as_points(noise, "noise")
+    check_positive_int(steps, "steps")
+    generator = torch.Generator(device=noise.device).manual_seed(seed) if seed is not None else None
+    return lam, generator, noise.shape[0], 1.0 / steps
+
+
 def fmtt(
     velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     lookahead: Lookahead,
@@ -708,11 +723,7 @@ def fmtt(
     """
     from flowlib import sampling
 
-    check_callable(velocity, "velocity", "velocity(x, t)")
-    check_callable(lookahead, "lookahead", "lookahead(x, t)")
-    lam = _check_strength(strength)
-    as_points(noise, "noise")
-    check_positive_int(steps, "steps")
+    lam, generator, n, h = _particles(velocity, lookahead, strength, noise, steps, seed)
     if mode not in ("sample", "search"):
         raise ValueError(f"mode must be 'sample' or 'search', got {mode!r}")
     if weight_rule not in ("flow map", "along the ODE"):
@@ -721,8 +732,6 @@ def fmtt(
         raise ValueError(f"noise_scale must be a number >= 0, got {noise_scale!r}")
     if not 0 < keep <= 1 or not 0 < resample_below <= 1:
         raise ValueError(f"keep and resample_below must be in (0, 1], got {keep} and {resample_below}")
-    generator = torch.Generator(device=noise.device).manual_seed(seed) if seed is not None else None
-    n, h = noise.shape[0], 1.0 / steps
     x, log_weights, evaluations = noise, torch.zeros(n, dtype=torch.float64, device=noise.device), 0
     start_time = time.perf_counter()
     for k in range(steps):
@@ -798,15 +807,9 @@ def fk_steering(
     """
     from flowlib import sampling
 
-    check_callable(velocity, "velocity", "velocity(x, t)")
-    check_callable(lookahead, "lookahead", "lookahead(x, t)")
-    lam = _check_strength(strength)
-    as_points(noise, "noise")
-    check_positive_int(steps, "steps")
+    lam, generator, n, h = _particles(velocity, lookahead, strength, noise, steps, seed)
     if not 0 < resample_below <= 1:
         raise ValueError(f"resample_below must be in (0, 1], got {resample_below}")
-    generator = torch.Generator(device=noise.device).manual_seed(seed) if seed is not None else None
-    n, h = noise.shape[0], 1.0 / steps
     x, evaluations = noise, 0
     log_weights = torch.zeros(n, dtype=torch.float64, device=noise.device)
     previous = torch.zeros_like(log_weights)
