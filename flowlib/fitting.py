@@ -593,12 +593,29 @@ def _fingerprint(obj: object) -> str:
         digest.update(_fingerprint(obj.__self__).encode() + obj.__name__.encode())
     elif hasattr(obj, "__wrapped__"):  # e.g. nets.detached(network): what it wraps
         digest.update(b"wrapped" + _fingerprint(obj.__wrapped__).encode())
-    else:  # a function the reader wrote: its source
+    else:  # a function the reader wrote (a reward): its source; a teacher is keyed by its behaviour (_teacher_key)
         try:
             digest.update(inspect.getsource(obj).encode())
         except (OSError, TypeError):
             digest.update(repr(obj).encode())
     return digest.hexdigest()[:16]
+
+
+def _teacher_key(teacher: object, pool: torch.Tensor) -> str:
+    """What defines a teacher for the cache.
+
+    A model, a mixture or a bound method is keyed by its parameters (:func:`_fingerprint`). A function the reader
+    wrote is keyed by what it does: its outputs at 16 fixed points of the data's shape and 16 times in (0, 1). So
+    reformatting a lambda does not retrain, and a lambda over a model that has since been retrained does.
+    """
+    if teacher is None or isinstance(teacher, (nn.Module, GaussianMixture)) or inspect.ismethod(teacher):
+        return _fingerprint(teacher)
+    if hasattr(teacher, "__wrapped__"):
+        return _fingerprint(teacher)
+    probes = torch.randn((16, *pool.shape[1:]), generator=torch.Generator().manual_seed(0), dtype=pool.dtype)
+    with torch.no_grad():
+        answers = torch.as_tensor(teacher(probes, torch.linspace(0.02, 0.98, 16, dtype=pool.dtype)))
+    return "behaviour " + _fingerprint(answers.detach().float().cpu())
 
 
 # ----------------------------------------------------------------------------- the training step
@@ -639,13 +656,18 @@ def _draw_batch(
     return Batch(x0, x1, s, t, on_diagonal, xs, target, u)
 
 
+def _diagonal_share(o: FitOptions, progress: float) -> float:
+    """The batch's share on the diagonal: all of it in the warm-up (``diagonal_warmup``), then ``diagonal_fraction``."""
+    return 1.0 if progress < o.diagonal_warmup else o.diagonal_fraction
+
+
 def _make_loss(spec: Method, pool: torch.Tensor, context: Context) -> train.LossFn:
     """The loss of one step, ``loss_fn(trainee, generator, progress)``, for :func:`flowlib.train.train`."""
     o = context.options
 
     def loss_fn(trainee: Trainee, generator: torch.Generator, progress: float) -> torch.Tensor:
         context_now = Context(o, context.path, context.teacher, context.teacher_map, trainee.target)
-        fraction = 1.0 if progress < o.diagonal_warmup else o.diagonal_fraction
+        fraction = _diagonal_share(o, progress)
         with trusted():  # the library drew this batch itself: skip the per-call value scans
             batch = _draw_batch(spec, pool, context_now, generator, fraction)
             model, d = trainee.model, batch.on_diagonal
@@ -782,7 +804,7 @@ def draw_batch(
     if not isinstance(pool, torch.Tensor) or pool.ndim not in (2, 4) or pool.shape[0] < 1:
         kind = f"a tensor of shape {tuple(pool.shape)}" if isinstance(pool, torch.Tensor) else type(pool).__name__
         raise TypeError(f"pool must be a tensor of points (N, d) or images (N, C, H, W), got {kind}")
-    fraction = 1.0 if progress < o.diagonal_warmup else o.diagonal_fraction
+    fraction = _diagonal_share(o, progress)
     return _draw_batch(spec, pool, Context(o, get_interpolant(o.interpolant)), generator, fraction)
 
 
@@ -851,7 +873,7 @@ def fit(
     device = _check_device(device) if device is not None else default_device()
 
     pool = _data_pool(data, o.pool_size, seed)
-    key = {"method": method, "options": asdict(o), "data": _fingerprint(pool), "teacher": _fingerprint(teacher)}
+    key = {"method": method, "options": asdict(o), "data": _fingerprint(pool), "teacher": _teacher_key(teacher, pool)}
     if init is not None:
         key["init"] = _fingerprint(init)
     pool = pool.to(device)

@@ -40,10 +40,13 @@ from dataclasses import dataclass
 
 import torch
 
-from flowlib import metrics
-from flowlib._validate import as_points, check_callable, check_positive, check_positive_int
+from flowlib import metrics, sampling
+from flowlib._validate import as_points, check_callable, check_choice, check_positive, check_positive_int
 from flowlib.exact import ArrayLike, GaussianMixture
+from flowlib.fitting import METHODS, FitRecord, _fingerprint, defaults, fit
+from flowlib.flowmap import FlowMap, VelocityModel
 from flowlib.nets import detached
+from flowlib.train import train
 
 Reward = Callable[[torch.Tensor], torch.Tensor]
 Lookahead = Callable[[torch.Tensor, float], torch.Tensor]
@@ -570,8 +573,6 @@ def exact_guidance(target: GaussianMixture, noise: torch.Tensor, steps: int) -> 
         noise: ``(n, d)`` points at t = 0.
         steps: Euler steps from 0 to 1.
     """
-    from flowlib import sampling
-
     check_positive_int(steps, "steps")
     start = time.perf_counter()
     samples = sampling.sample(target.velocity, noise.double(), steps, solver="euler").to(noise.dtype)
@@ -721,8 +722,6 @@ def fmtt(
         resample_below: resample when the ESS is below this share of the particles (``"sample"``).
         seed: seed of the Brownian increments and the resampling.
     """
-    from flowlib import sampling
-
     lam, generator, n, h = _particles(velocity, lookahead, strength, noise, steps, seed)
     if mode not in ("sample", "search"):
         raise ValueError(f"mode must be 'sample' or 'search', got {mode!r}")
@@ -805,8 +804,6 @@ def fk_steering(
         resample_below: resample when the ESS is below this share of the particles.
         seed: seed of the Brownian increments and the resampling.
     """
-    from flowlib import sampling
-
     lam, generator, n, h = _particles(velocity, lookahead, strength, noise, steps, seed)
     if not 0 < resample_below <= 1:
         raise ValueError(f"resample_below must be in (0, 1], got {resample_below}")
@@ -976,9 +973,6 @@ def score(
 
 # ---------------------------------------------------------------------------------------------- reward fine-tuning
 
-#: The ways :func:`finetune` moves a flow map toward the tilted target.
-FINETUNE_METHODS = ("weighted", "direct", "reference", "kl")
-
 
 @dataclass
 class FinetuneRecord:
@@ -1033,8 +1027,6 @@ def _reward_key(reward: Reward) -> str:
     """What defines a reward for the cache: a function's code and what its closure holds (a classifier, a
     digit), or an object's class and parameters (never its address, which changes from run to run).
     """
-    from flowlib.fitting import _fingerprint
-
     if hasattr(reward, "__code__"):
         cells = getattr(reward, "__closure__", None) or ()
         return "|".join([_fingerprint(reward), *(_fingerprint(cell.cell_contents) for cell in cells)])
@@ -1054,8 +1046,6 @@ def _weighted_pool(
     r"""``candidates`` samples of ``base`` (one-step, or ``candidate_steps`` Heun steps of a velocity), resampled in
     proportion to :math:`e^{\lambda r}`; and the ESS of the weights.
     """
-    from flowlib import sampling
-
     if candidate_steps is None:
         generate = one_step(base)
     else:
@@ -1115,6 +1105,135 @@ def _kl_loss(
         return (-lam * reward(x) - log_density(x) - log_det).mean()
 
     return loss_fn
+
+
+@dataclass(frozen=True)
+class _FinetuneCall:
+    """One call of :func:`finetune`, checked: what every method may read."""
+
+    base: torch.nn.Module
+    reward: Reward
+    lam: float
+    train_steps: int
+    target: object
+    log_density: Callable[[torch.Tensor], torch.Tensor] | None
+    penalty: float
+    candidates: int
+    candidate_steps: int | None
+    shape: tuple[int, ...]
+    overrides: dict  # batch_size and lr where the caller set them
+    run: dict  # seed, progress, cache, max_seconds, checkpoint, resume
+
+    @property
+    def batch_size(self) -> int:
+        return self.overrides.get("batch_size", self.base.record.options.batch_size)
+
+
+def _weighted_data(call: _FinetuneCall) -> tuple[torch.Tensor, float, int]:
+    r"""The base's candidates resampled by :math:`e^{\lambda r}`, their ESS, and how many were drawn."""
+    pool, ess = _weighted_pool(
+        call.base, call.reward, call.lam, call.shape, call.candidates, call.run["seed"], call.candidate_steps
+    )
+    return pool, ess, call.candidates
+
+
+def _reference_data(call: _FinetuneCall) -> tuple[object, None, int]:
+    """Exact samples of the tilt (``target``): what the weighted method reaches with perfect candidates."""
+    if call.target is None:
+        raise ValueError(
+            "method 'reference' trains on exact samples of the tilt: pass target=<a GaussianMixture or samples>"
+        )
+    return call.target, None, 0
+
+
+def _direct_objective(call: _FinetuneCall) -> tuple[Callable, dict, float]:
+    """The direct loss, what its cache key adds, and the penalty its record keeps."""
+    anchor = copy.deepcopy(call.base).requires_grad_(False).eval()
+    loss = _direct_loss(anchor, call.reward, call.lam, call.penalty, call.shape, call.batch_size)
+    return loss, {"penalty": call.penalty}, call.penalty
+
+
+def _kl_objective(call: _FinetuneCall) -> tuple[Callable, dict, None]:
+    """The KL-penalised loss and what its cache key adds (the log-density it penalises against)."""
+    if call.log_density is None:
+        raise ValueError(
+            "method 'kl' penalises the divergence from p: pass log_density=<log p(x)>, e.g. mixture.log_prob"
+        )
+    check_callable(call.log_density, "log_density", "log_density(x) -> (batch,)")
+    loss = _kl_loss(call.reward, call.lam, call.log_density, call.shape, call.batch_size)
+    return loss, {"log_density": _reward_key(call.log_density)}, None
+
+
+@dataclass(frozen=True)
+class Finetuner:
+    """One way :func:`finetune` moves a model toward the tilt: a row of :data:`FINETUNERS`.
+
+    Attributes:
+        flow_map_only: it trains the one-step jump, which a velocity does not have.
+        data: ``data(call) -> (training data, ESS or None, candidates drawn)``: the method continues training with
+            the base's own objective (:func:`flowlib.fit` with ``init=base``) on these data; or ``None``.
+        loss: ``loss(call) -> (loss_fn, cache-key extras, penalty for the record)``: the method minimises this
+            loss of the one-step jump with :func:`flowlib.train.train`; or ``None``.
+    """
+
+    flow_map_only: bool
+    data: Callable[[_FinetuneCall], tuple] | None = None
+    loss: Callable[[_FinetuneCall], tuple] | None = None
+
+
+#: The ways :func:`finetune` moves a model toward the tilted target, by name (see :func:`finetune`).
+FINETUNERS: dict[str, Finetuner] = {
+    "weighted": Finetuner(flow_map_only=False, data=_weighted_data),
+    "direct": Finetuner(flow_map_only=True, loss=_direct_objective),
+    "reference": Finetuner(flow_map_only=False, data=_reference_data),
+    "kl": Finetuner(flow_map_only=True, loss=_kl_objective),
+}
+FINETUNE_METHODS = tuple(FINETUNERS)
+
+
+def _finetune_on_data(method: str, data_of: Callable, call: _FinetuneCall) -> torch.nn.Module:
+    """Continue training ``call.base`` with its own objective and options on ``data_of(call)``."""
+    options = call.base.record.options
+    fit_options = {k: getattr(options, k) for k in defaults(call.base.record.method)} | call.overrides
+    start = time.perf_counter()
+    data, ess, candidates = data_of(call)
+    prepare = time.perf_counter() - start
+    model = fit(
+        call.base.record.method, data, call.train_steps, name=f"finetune-{method}", init=call.base, **call.run,
+        **fit_options,
+    )  # fmt: skip
+    model.record = FinetuneRecord(method, call.lam, model.record.result, options, None, candidates, ess, prepare)
+    return model
+
+
+def _finetune_on_reward(method: str, objective: Callable, call: _FinetuneCall) -> torch.nn.Module:
+    """Minimise ``objective(call)``'s loss of the one-step jump, starting from a copy of ``call.base``."""
+    model = copy.deepcopy(call.base).requires_grad_(True)
+    loss, key_extras, penalty = objective(call)
+    key = {
+        "finetune": method,
+        "base": _fingerprint(call.base),
+        "reward": _reward_key(call.reward),
+        "strength": call.lam,
+        "batch_size": call.batch_size,
+        "shape": list(call.shape),
+        **key_extras,
+    }
+    run = dict(call.run)
+    result = train(
+        model,
+        loss,
+        call.train_steps,
+        lr=call.overrides.get("lr", call.base.record.options.lr),
+        grad_clip=call.base.record.options.grad_clip,
+        seed=run.pop("seed"),
+        cache_key=key if run.pop("cache") else None,
+        name=f"finetune-{method}",
+        **run,
+    )
+    model = result.model
+    model.record = FinetuneRecord(method, call.lam, result, call.base.record.options, penalty)
+    return model
 
 
 def finetune(
@@ -1178,7 +1297,7 @@ def finetune(
         base: a flow map returned by :func:`flowlib.fit` (its ``record`` gives the objective and options).
         reward: ``r(x)``, ``(batch, ...)`` → ``(batch,)``; differentiable for ``"direct"``.
         strength: :math:`\lambda \ge 0`.
-        method: one of :data:`FINETUNE_METHODS`.
+        method: a name in :data:`FINETUNERS`.
         train_steps: optimisation steps.
         target: for ``"reference"``: a :class:`~flowlib.exact.GaussianMixture` or samples of :math:`\tilde p`.
         log_density: for ``"kl"``: :math:`\log p(x)`, ``(batch, ...)`` → ``(batch,)``, differentiable.
@@ -1204,23 +1323,18 @@ def finetune(
         ValueError: an unknown method, a negative strength, a missing ``target``, ``log_density`` or
             ``candidate_steps``, a method a velocity cannot use, a bad penalty or count.
     """
-    from flowlib import fitting, train
-    from flowlib.flowmap import FlowMap, VelocityModel
-
-    fitted = isinstance(getattr(base, "record", None), fitting.FitRecord)
-    if not isinstance(base, (FlowMap, VelocityModel)) or not fitted:
+    if not isinstance(base, (FlowMap, VelocityModel)) or not isinstance(getattr(base, "record", None), FitRecord):
         raise TypeError(
             "base must be a flow map or a velocity returned by flowlib.fit (it carries .record), "
             f"got {type(base).__name__}"
         )
-    if method not in FINETUNE_METHODS:
-        raise ValueError(f"method must be one of {FINETUNE_METHODS}, got {method!r}")
-    velocity_base = isinstance(base, VelocityModel)
-    if velocity_base and method in ("direct", "kl"):
+    check_choice(method, "method", FINETUNERS)
+    row = FINETUNERS[method]
+    if isinstance(base, VelocityModel) and row.flow_map_only:
         raise ValueError(
             f"method {method!r} trains a one-step jump: base must be a flow map (a velocity has none to train)"
         )
-    if velocity_base and method == "weighted" and candidate_steps is None:
+    if isinstance(base, VelocityModel) and method == "weighted" and candidate_steps is None:
         raise ValueError("a velocity draws its candidates with a solver: pass candidate_steps=<Heun steps>, e.g. 20")
     if candidate_steps is not None:
         check_positive_int(candidate_steps, "candidate_steps")
@@ -1230,69 +1344,15 @@ def finetune(
     check_positive_int(candidates, "candidates")
     penalty = check_positive(penalty, "penalty")
     shape = _sample_shape(base, shape)
-    base_method, options = base.record.method, base.record.options
-    spec = fitting.METHODS[base_method]
-    if spec.teacher != "none":
-        raise ValueError(f"base must be self-distilled (its own objective needs no teacher); {base_method!r} needs one")
-    overrides = {k: v for k, v in (("batch_size", batch_size), ("lr", lr)) if v is not None}
-    common = dict(
-        seed=seed, progress=progress, cache=cache, max_seconds=max_seconds, checkpoint=checkpoint, resume=resume
-    )
-    if method in ("weighted", "reference"):
-        read = fitting.defaults(base_method)
-        fit_options = {k: getattr(options, k) for k in read} | overrides
-        if method == "reference":
-            if target is None:
-                raise ValueError(
-                    "method 'reference' trains on exact samples of the tilt: pass target=<a GaussianMixture or samples>"
-                )
-            start, data, ess = time.perf_counter(), target, None
-        else:
-            start = time.perf_counter()
-            data, ess = _weighted_pool(base, reward, lam, shape, candidates, seed, candidate_steps)
-        prepare = time.perf_counter() - start
-        model = fitting.fit(
-            base_method, data, train_steps, name=f"finetune-{method}", init=base, **common, **fit_options
+    if METHODS[base.record.method].teacher != "none":
+        raise ValueError(
+            f"base must be self-distilled (its own objective needs no teacher); {base.record.method!r} needs one"
         )
-        model.record = FinetuneRecord(
-            method, lam, model.record.result, options, None, candidates if method == "weighted" else 0, ess, prepare
-        )
-        return model
-    batch = overrides.get("batch_size", options.batch_size)
-    model = copy.deepcopy(base).requires_grad_(True)
-    key = {
-        "finetune": method,
-        "base": fitting._fingerprint(base),
-        "reward": _reward_key(reward),
-        "strength": lam,
-        "batch_size": batch,
-        "shape": list(shape),
-    }
-    if method == "kl":
-        if log_density is None:
-            raise ValueError(
-                "method 'kl' penalises the divergence from p: pass log_density=<log p(x)>, e.g. mixture.log_prob"
-            )
-        check_callable(log_density, "log_density", "log_density(x) -> (batch,)")
-        key["log_density"] = _reward_key(log_density)
-        loss = _kl_loss(reward, lam, log_density, shape, batch)
-    else:
-        key["penalty"] = penalty
-        loss = _direct_loss(copy.deepcopy(base).requires_grad_(False).eval(), reward, lam, penalty, shape, batch)
-    result = train.train(
-        model,
-        loss,
-        train_steps,
-        lr=overrides.get("lr", options.lr),
-        grad_clip=options.grad_clip,
-        seed=seed,
-        cache_key=key if cache else None,
-        name=f"finetune-{method}",
-        checkpoint=checkpoint,
-        resume=resume,
-        max_seconds=max_seconds,
-        progress=progress,
-    )
-    model = result.model
-    model.record = FinetuneRecord(method, lam, result, options, penalty if method == "direct" else None)
-    return model
+    call = _FinetuneCall(
+        base, reward, lam, train_steps, target, log_density, penalty, candidates, candidate_steps, shape,
+        {k: v for k, v in (("batch_size", batch_size), ("lr", lr)) if v is not None},
+        dict(seed=seed, progress=progress, cache=cache, max_seconds=max_seconds, checkpoint=checkpoint, resume=resume),
+    )  # fmt: skip
+    if row.data is not None:
+        return _finetune_on_data(method, row.data, call)
+    return _finetune_on_reward(method, row.loss, call)

@@ -203,6 +203,30 @@ def _cache_file(model: nn.Module, cache_key: dict, settings: dict, name: str) ->
     return cache_dir() / f"{name}-{config_hash({**key, 'format': CACHE_FORMAT})}.pt"
 
 
+def _checked_settings(
+    train_steps: int, lr: float, warmup: int | None, schedule: str, weight_decay: float, grad_clip: float | None,
+    ema_decay: float | None, seed: int, max_seconds: float | None,
+) -> dict:  # fmt: skip
+    """The loop's settings, checked, with the default warm-up filled in (they enter the cache key)."""
+    check_positive_int(train_steps, "train_steps")
+    check_positive(lr, "lr")
+    check_choice(schedule, "schedule", ("cosine", "constant"))
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in (0, 1) or None; got {ema_decay}")
+    warmup = default_warmup(train_steps) if warmup is None else check_positive_int(warmup, "warmup", minimum=0)
+    return dict(
+        train_steps=train_steps,
+        lr=lr,
+        warmup=warmup,
+        schedule=schedule,
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+        ema_decay=ema_decay,
+        seed=seed,
+        max_seconds=max_seconds,
+    )
+
+
 def train(
     model: nn.Module,
     loss_fn: LossFn,
@@ -263,23 +287,10 @@ def train(
     check_callable(loss_fn, "loss_fn", "loss_fn(model, generator, progress) -> scalar tensor")
     if after_step is not None:
         check_callable(after_step, "after_step", "after_step(model)")
-    check_positive_int(train_steps, "train_steps")
-    check_positive(lr, "lr")
-    check_choice(schedule, "schedule", ("cosine", "constant"))
-    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-        raise ValueError(f"ema_decay must be in (0, 1) or None; got {ema_decay}")
-    warmup = default_warmup(train_steps) if warmup is None else check_positive_int(warmup, "warmup", minimum=0)
-    settings = dict(
-        train_steps=train_steps,
-        lr=lr,
-        warmup=warmup,
-        schedule=schedule,
-        weight_decay=weight_decay,
-        grad_clip=grad_clip,
-        ema_decay=ema_decay,
-        seed=seed,
-        max_seconds=max_seconds,
+    settings = _checked_settings(
+        train_steps, lr, warmup, schedule, weight_decay, grad_clip, ema_decay, seed, max_seconds
     )
+    warmup = settings["warmup"]
     device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
     run = _Run(
         model,

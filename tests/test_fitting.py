@@ -345,6 +345,17 @@ def test_two_different_networks_wrapped_as_teachers_do_not_share_a_cache_entry()
     assert other.record.result.cache_file != first.record.result.cache_file
 
 
+def test_a_function_teacher_is_keyed_by_what_it_does_not_how_it_is_written():
+    """Reformatting a lambda does not retrain; a lambda over a model retrained since does."""
+    velocities = [tiny_fit("flow_matching", seed=seed) for seed in (0, 1)]
+    model = velocities[0]
+    first = tiny_fit("lmd", cache=True, teacher=lambda x, t: model(x, t))
+    assert tiny_fit("lmd", cache=True, teacher=lambda x,   t:  model(x,t)).record.result.from_cache  # fmt: skip
+    model = velocities[1]  # the same source text, another network behind it
+    other = tiny_fit("lmd", cache=True, teacher=lambda x, t: model(x, t))
+    assert not other.record.result.from_cache and other.record.result.cache_file != first.record.result.cache_file
+
+
 # ----------------------------------------------------------------------------- devices
 @pytest.mark.parametrize("method", ["psd", "flow_matching"])
 def test_fit_trains_on_the_requested_device_and_samples_from_cpu_noise(method, device):

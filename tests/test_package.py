@@ -49,3 +49,22 @@ def test_version_is_the_packages():
     import flowlib
 
     assert flowlib.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_no_library_function_is_longer_than_80_lines_of_code():
+    """Small functions: at most 80 lines each, its docstring not counted (Google-style docstrings are long)."""
+    too_long = []
+    for path in sorted(Path(flowlib.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                first = node.body[0]
+                if (
+                    isinstance(first, ast.Expr)
+                    and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)
+                ):
+                    lines -= first.end_lineno - first.lineno + 1
+                if lines > 80:
+                    too_long.append(f"{path.name}:{node.name} ({lines} lines)")
+    assert not too_long, too_long

@@ -272,7 +272,7 @@ def test_reference_finetuning_trains_from_the_base_weights_on_the_target(small_b
 def test_finetune_rejects_bad_input_with_clear_errors(small_base):
     with pytest.raises(TypeError, match="base must be a flow map or a velocity returned by flowlib.fit"):
         steer.finetune(torch.nn.Linear(2, 2), REWARD, 1.0)
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match=r"unknown method 'greedy'; valid values are \['direct', 'kl'"):
         steer.finetune(small_base, REWARD, 1.0, "greedy")
     with pytest.raises(ValueError, match="pass target="):
         steer.finetune(small_base, REWARD, 1.0, "reference")
