@@ -42,6 +42,7 @@ import torch
 
 from flowlib import ode
 from flowlib._validate import as_points, check_callable, check_positive_int
+from flowlib.exact import GaussianMixture
 from flowlib.nets import detached
 from flowlib.viz import PALETTE
 
@@ -341,13 +342,13 @@ def _display_payload(
     return payload
 
 
-def _render(payload: dict) -> str:
+def _render(payload: dict, script: str = "explorer.js", entry: str = "flowlibExplorer") -> str:
     """Wrap the payload, the stylesheet and the script into one HTML block."""
     body = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     digest = hashlib.sha1(body.encode("utf-8")).hexdigest()[:8]
     uid = f"fx{digest}{next(_instance_counter)}"
     css = _asset("explorer.css")
-    js = _asset("explorer.js")
+    js = _asset(script)
     return (
         f'<div class="flowlib-explorer" id="{uid}" data-flowlib-explorer="1">'
         f"<style>{css}</style>"
@@ -355,7 +356,124 @@ def _render(payload: dict) -> str:
         f'<script type="application/json" class="fx-data">{body}</script>'
         # find the root from the running script when possible (JupyterLab runs output scripts when they are
         # attached, Colab in an iframe); fall back to the id (classic Jupyter evaluates scripts out of line)
-        f"<script>{js}\nflowlibExplorer((document.currentScript && document.currentScript.closest('.flowlib-explorer'))"
+        f"<script>{js}\n{entry}((document.currentScript && document.currentScript.closest('.flowlib-explorer'))"
         f" || document.getElementById('{uid}'));</script>"
         f"</div>"
     )
+
+
+def _learned_field(model: FlowMapFn, extent: float, grid: int, time_grid: int) -> dict:
+    """A learned map's jumps ``[is][it][iy][ix][2]`` and tangents ``[is][iy][ix][2]`` on a grid of the view."""
+    axis = torch.linspace(-extent, extent, grid, dtype=torch.float64)
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    points = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1).float()
+    times = torch.linspace(0.0, 1.0, time_grid)
+    call = detached(model)
+    n = points.shape[0]
+    with torch.no_grad():
+        jumps = torch.stack([
+            torch.stack([call(points, torch.full((n,), float(s)), torch.full((n,), float(t))) for t in times])
+            for s in times
+        ])  # fmt: skip
+        if hasattr(model, "velocity"):
+            tangents = torch.stack([model.velocity(points, torch.full((n,), float(s))) for s in times])
+        else:  # a map without a diagonal head: a short forward difference
+            h = 1e-3
+            tangents = torch.stack([
+                (call(points, torch.full((n,), float(s)), torch.full((n,), min(float(s) + h, 1.0))) - points) / h
+                for s in times[:-1]
+            ] + [(points - call(points, torch.ones(n), torch.full((n,), 1 - h))) / h])  # fmt: skip
+    shape = (time_grid, time_grid, grid, grid, 2)
+    return {
+        "grid": grid,
+        "times": _round(times.numpy(), 4),
+        "jumps": _round(jumps.reshape(shape).double().numpy(), 3),
+        "tangents": _round(tangents.reshape(time_grid, grid, grid, 2).double().numpy(), 3),
+    }
+
+
+def explore_mixture(
+    mixture: object,
+    model: FlowMapFn | None = None,
+    *,
+    start: Sequence[float] = (0.3, -0.5),
+    s: float = 0.2,
+    t: float = 0.8,
+    u: float = 0.5,
+    extent: float = 3.5,
+    grid_size: int = 17,
+    time_grid: int = 9,
+    n_cloud: int = 400,
+    steps_per_unit: int = 256,
+    title: str = "",
+    seed: int = 0,
+    max_bytes: int = 1_000_000,
+) -> Explorer:
+    r"""An explorer of a 2D Gaussian mixture's exact flow map at any point and any times, with composition.
+
+    The page evaluates the mixture's exact velocity from its parameters and integrates it with RK4
+    (``steps_per_unit``, as :meth:`~flowlib.exact.GaussianMixture.flow_map`), so a click anywhere starts a path and
+    the times s, t and u move continuously. It draws the path through the point, its tangent :math:`b_s(x)`, the
+    jump :math:`X_{s,t}(x)` and the two jumps through u, :math:`X_{u,t}(X_{s,u}(x))`, and prints the composition
+    residual :math:`\|X_{u,t}(X_{s,u}(x)) - X_{s,t}(x)\|`. With ``model``, a learned flow map
+    :math:`X^\theta_{s,t}(x)` precomputed on a ``grid_size``² grid of the view and ``time_grid`` times (interpolated
+    in the page) is drawn beside the exact one, with its tangent (its diagonal velocity), its error and its own
+    composition residual.
+
+    Args:
+        mixture: a two-dimensional :class:`~flowlib.exact.GaussianMixture`.
+        model: a learned map ``model(x, s, t)`` (e.g. a :class:`~flowlib.flowmap.FlowMap`), or ``None``.
+        start: the first point x, at time ``s``.
+        s: the first start time, in [0, 1].
+        t: the first end time.
+        u: the first intermediate time (of the composition).
+        extent: the view is the square :math:`[-e, e]^2` (and the learned field's grid).
+        grid_size: points per side of the learned field's grid.
+        time_grid: times in [0, 1] of the learned field.
+        n_cloud: samples of the mixture (with their noise) drawn as the cloud at time s.
+        steps_per_unit: RK4 steps per unit of time of the exact map in the page.
+        title: a line above the explorer.
+        seed: seed of the cloud.
+        max_bytes: refuse to build a page larger than this.
+
+    Returns:
+        An :class:`Explorer` (display it, or :meth:`Explorer.save` it).
+    """
+    if not isinstance(mixture, GaussianMixture) or mixture.dim != 2:
+        raise TypeError(f"mixture must be a two-dimensional GaussianMixture, got {mixture!r}")
+    if model is not None:
+        check_callable(model, "model", "model(x, s, t)")
+    for name, value in (("s", s), ("t", t), ("u", u)):
+        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be a time in [0, 1], got {value!r}")
+    if len(start) != 2:
+        raise ValueError(f"start must be one point (x, y), got {start!r}")
+    check_positive_int(grid_size, "grid_size", minimum=2)
+    check_positive_int(time_grid, "time_grid", minimum=2)
+    check_positive_int(n_cloud, "n_cloud")
+    check_positive_int(steps_per_unit, "steps_per_unit")
+    data = mixture.sample(n_cloud, seed=seed)
+    noise = torch.randn(n_cloud, 2, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    payload = {
+        "title": title,
+        "interpolant": mixture.interpolant.name,
+        "weights": mixture.weights.tolist(),
+        "means": mixture.means.tolist(),
+        "eigenvalues": mixture._eigenvalues.tolist(),
+        "eigenvectors": mixture._eigenvectors.tolist(),
+        "steps_per_unit": steps_per_unit,
+        "extent": float(extent),
+        "start": [float(v) for v in start],
+        "s": float(s),
+        "t": float(t),
+        "u": float(u),
+        "cloud": _round(torch.cat([noise, data.double()], 1).numpy(), 3),
+        "learned": _learned_field(model, extent, grid_size, time_grid) if model is not None else None,
+    }
+    html = _render(payload, "mixture_explorer.js", "flowlibMixtureExplorer")
+    if len(html.encode("utf-8")) > max_bytes:
+        raise ValueError(
+            f"the explorer would be {len(html.encode('utf-8')):,} bytes (max_bytes={max_bytes:,}): "
+            "lower grid_size, time_grid or n_cloud"
+        )
+    return Explorer(html, payload)

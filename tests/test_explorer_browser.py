@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import flowlib
 from flowlib import data, explorer
 
 pytestmark = pytest.mark.browser
@@ -90,3 +91,77 @@ def test_image_explorer_paints_the_three_thumbnails_and_repaints_the_jump(browse
     assert page.evaluate(pictures)[1] != after[1], "moving t repaints the jump"
     assert errors == []
     page.close()
+
+
+# ----------------------------------------------------------------------------- the mixture explorer (any point)
+@pytest.fixture(scope="module")
+def mixture_page(browser):
+    """A page with the mixture explorer of the eight Gaussians and a small learned map beside the exact one."""
+    mix = data.mixture("eight_gaussians")
+    model = flowlib.fit("psd", mix, train_steps=5, progress=False, cache=False, width=16, depth=2)
+    view = explorer.explore_mixture(mix, model, start=(0.3, -0.5), s=0.2, t=0.8, u=0.5, grid_size=9, time_grid=5)
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_content("<!DOCTYPE html><html><body></body></html>")
+    page.evaluate(f"html => {{ {INSERTIONS['page']} }}", view.html)
+    page.wait_for_function("() => document.querySelector('.flowlib-explorer').dataset.state !== undefined")
+    yield page, mix, model, view, errors
+    page.close()
+
+
+def _state(page):
+    return page.evaluate("() => JSON.parse(document.querySelector('.flowlib-explorer').dataset.state)")
+
+
+def test_a_click_starts_a_path_whose_jump_is_the_librarys_exact_flow_map(mixture_page):
+    page, mix, _, view, errors = mixture_page
+    canvas = page.locator(".fx-canvas")
+    box = canvas.bounding_box()
+    canvas.click(position={"x": box["width"] * 0.62, "y": box["height"] * 0.35})
+    state = _state(page)
+    x = torch.tensor([state["x"]], dtype=torch.float64)
+    assert state["x"] != view.payload["start"]
+    for key, (s, t) in {"exact_end": ("s", "t"), "exact_mid": ("s", "u")}.items():
+        expected = mix.flow_map(x, state[s], state[t])[0]
+        assert torch.allclose(torch.tensor(state[key], dtype=torch.float64), expected, atol=1e-3), key
+    tangent = mix.velocity(x, state["s"])[0]
+    assert torch.allclose(torch.tensor(state["exact_tangent"], dtype=torch.float64), tangent, atol=1e-6)
+    via = mix.flow_map(mix.flow_map(x, state["s"], state["u"]), state["u"], state["t"])
+    library_residual = float((via - mix.flow_map(x, state["s"], state["t"])).norm())
+    assert abs(state["exact_residual"] - library_residual) < 1e-3
+    assert errors == []
+
+
+def test_moving_s_t_and_u_redraws_and_the_keyboard_moves_the_point(mixture_page):
+    page, mix, _, _, errors = mixture_page
+    picture = "() => document.querySelector('.fx-canvas').toDataURL()"
+    for name, value in (("s", "0.05"), ("t", "0.95"), ("u", "0.3")):
+        before = (page.evaluate(picture), _state(page))
+        page.locator(f"input.fx-{name}").fill(value)
+        after = _state(page)
+        assert after[name] == pytest.approx(float(value)) and page.evaluate(picture) != before[0], name
+    x = _state(page)["x"]
+    page.locator(".fx-canvas").focus()
+    page.keyboard.press("ArrowRight")
+    assert _state(page)["x"][0] == pytest.approx(x[0] + 0.05)
+    state = _state(page)
+    expected = mix.flow_map(torch.tensor([state["x"]], dtype=torch.float64), state["s"], state["t"])[0]
+    assert torch.allclose(torch.tensor(state["exact_end"], dtype=torch.float64), expected, atol=1e-3)
+    assert errors == []
+
+
+def test_the_learned_jump_at_the_fields_nodes_is_the_models(mixture_page):
+    page, _, model, view, errors = mixture_page
+    field = view.payload["learned"]
+    axis = torch.linspace(-view.payload["extent"], view.payload["extent"], field["grid"])
+    point, s, t = [float(axis[2]), float(axis[6])], field["times"][1], field["times"][3]
+    page_jump = page.evaluate("([p, s, t]) => document.querySelector('.flowlib-explorer').flowlib.learnedJump(p, s, t)",
+                              [point, s, t])  # fmt: skip
+    with torch.no_grad():
+        expected = model(torch.tensor([point]), torch.tensor([s]), torch.tensor([t]))[0]
+    assert torch.allclose(torch.tensor(page_jump, dtype=torch.float64), expected.double(), atol=2e-3)
+    state = _state(page)
+    assert {"learned_end", "learned_residual", "learned_error", "tangent_error"} <= set(state)
+    assert "learned X_s,t(x)" in page.locator(".fx-readout").inner_text()
+    assert errors == []
