@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from editions import marks, myst
+from editions import marks, myst, versions
 
 OUT = myst.ROOT / "colab"
 STUDENT_OUT = myst.ROOT / "student"
@@ -309,7 +309,7 @@ def colab_edition(source_path: Path, student: bool = False) -> dict:
         raise ValueError(f"{source_path.name}: the solution to {gated} is never closed by {{solution-end}}")
     metadata = {**notebook["metadata"], "colab": {"provenance": [], "toc_visible": True}}
     if student:
-        metadata["flowmaps"] = {"edition": "student", "chapter": source_path.stem}
+        metadata["flowmaps"] = {"edition": "student", "chapter": source_path.stem, "version": versions.package()}
         cells = [_to_student_pages(cell) for cell in cells]
     return {**notebook, "cells": cells, "metadata": metadata}
 

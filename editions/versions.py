@@ -51,6 +51,11 @@ def disagreements() -> list[str]:
     ]
 
 
+def package() -> str:
+    """The version in ``pyproject.toml``: the one an edition is stamped with and a grader compares against."""
+    return _PYPROJECT_VERSION.findall(PYPROJECT.read_text())[0]
+
+
 def current() -> str:
     """The one version every file agrees on.
 

@@ -4,14 +4,16 @@ submissions."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
 from notebooks import CHAPTERS, ROOT
 
-from editions import colab, grade, marks, myst
+from editions import classroom, colab, grade, marks, myst, versions
 
 STUDENT = [ROOT / "student" / path.name for path in CHAPTERS]
 
@@ -140,37 +142,58 @@ def filled(tmp_path, name: str, answer: str):
     return target
 
 
+def rows_of(csv_path):
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        return {(row["student"], row["exercise"]): row for row in csv.DictReader(handle)}
+
+
 @pytest.mark.slow
-def test_the_grader_scores_right_and_wrong_submissions(tmp_path, capsys):
-    """A right answer written differently from the reference gets every point; one that calls the library passes
-    the public check but not the hidden test; a first-order step fails both; a deleted check is restored."""
-    right = filled(tmp_path, "right.ipynb", (
-        "def my_heun_step(velocity, x, t, h):\n    slope = velocity(x, t)\n"
-        "    return x + h / 2 * (slope + velocity(x + h * slope, t + h))\n"
-    ))  # fmt: skip
-    library = filled(tmp_path, "library.ipynb", "from flowlib import ode\n\nmy_heun_step = ode.heun_step\n")
-    stale = filled(tmp_path, "stale.ipynb", (
-        "def my_heun_step(velocity, x, t, h):\n    slope = velocity(x, t)\n"
-        "    return x + h / 2 * (slope + velocity(x + h * slope, t))\n"
-    ))  # fmt: skip
-    tampered = nbformat.read(right, as_version=4)
+def test_the_grader_scores_right_and_wrong_submissions_of_a_class(tmp_path, capsys):
+    """A class exported from Moodle (a folder per student): a right answer written differently from the reference
+    gets every point; one that calls the library passes the public check but not the hidden test; a first-order step
+    fails both; a deleted check is restored. One CSV row per student and exercise, a feedback page per student, a
+    template for the answers graded by hand, and a teacher's private test in place of the library's hidden one."""
+    students = {
+        "Ada Lovelace_1001_assignsubmission_file_": "def my_heun_step(velocity, x, t, h):\n    slope = velocity(x, t)\n"
+        "    return x + h / 2 * (slope + velocity(x + h * slope, t + h))\n",
+        "Alan Turing_1002_assignsubmission_file_": "from flowlib import ode\n\nmy_heun_step = ode.heun_step\n",
+        "Emmy Noether_1003_assignsubmission_file_": "def my_heun_step(velocity, x, t, h):\n    slope = velocity(x, t)\n"
+        "    return x + h / 2 * (slope + velocity(x + h * slope, t))\n",
+    }
+    paths = []
+    for folder, answer in students.items():
+        (tmp_path / folder).mkdir()
+        paths.append(filled(tmp_path / folder, "Copy of 01_paths_that_never_cross.ipynb", answer))
+    tampered = nbformat.read(paths[0], as_version=4)
     tampered.cells = [c for c in tampered.cells if c.get("id") != "ex-1-heun-check"]
-    nbformat.write(tampered, tmp_path / "tampered.ipynb")
-    assert grade.main([str(right), str(library), str(stale), str(tmp_path / "tampered.ipynb"), "--csv",
-                       str(tmp_path / "grades.csv")]) == 0  # fmt: skip
-    rows = (tmp_path / "grades.csv").read_text().splitlines()
-    points = {}
-    for row in rows[1:]:
-        submission, _, cell, earned, *_ = row.split(",")
-        points[submission, cell] = float(earned)
-    assert points["right.ipynb", "ex-1-heun-check"] == 1 and points["right.ipynb", "ex-1-heun-hidden"] == 2
-    assert points["library.ipynb", "ex-1-heun-check"] == 1 and points["library.ipynb", "ex-1-heun-hidden"] == 0
-    assert points["stale.ipynb", "ex-1-heun-check"] == 0 and points["stale.ipynb", "ex-1-heun-hidden"] == 0
-    assert points["tampered.ipynb", "ex-1-heun-check"] == 1, "the deleted check is put back and graded"
+    (tmp_path / "Grace Hopper_1004_assignsubmission_file_").mkdir()
+    paths.append(tmp_path / "Grace Hopper_1004_assignsubmission_file_" / "01_paths_that_never_cross (1).ipynb")
+    nbformat.write(tampered, paths[-1])
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "01_paths_that_never_cross.py").write_text(
+        "# %% ex-1-heun-private points=1\nimport torch\n\nx = torch.tensor([[1.0]])\n"
+        "assert torch.allclose(my_heun_step(lambda x, t: -t * x, x, 0.0, 0.1), x * (1 - 0.005)), 'wrong on b = -tx'\n"
+    )
+    options = ["--csv", str(tmp_path / "grades.csv"), "--tests", str(private), "--feedback", str(tmp_path / "feedback")]
+    assert grade.main([*map(str, paths), *options, "--manual-template", str(tmp_path / "hand.csv")]) == 0
+    rows = rows_of(tmp_path / "grades.csv")
+    earned = {student.split(" (")[0]: float(rows[student, "1.2"]["points"]) for student, _ in rows if _ == "1.2"}
+    assert earned == {"Ada Lovelace": 4, "Alan Turing": 2, "Emmy Noether": 0, "Grace Hopper": 4}, earned
+    assert rows["Ada Lovelace (1001)", "1.2"]["possible"] == "4.0"
+    assert rows["Ada Lovelace (1001)", "1.3"]["status"] == "waits for grading by hand"
+    assert "ex-1-heun-check: passed" in rows["Grace Hopper (1004)", "1.2"]["details"], "the deleted check is restored"
     report = capsys.readouterr().out
-    assert "right.ipynb: 3 / 3 points" in report and "library.ipynb: 1 / 3 points" in report
-    assert "your answer is flowlib.ode.heun_step itself" in report
-    assert "stale.ipynb: 0 / 3 points" in report and "expected 2" in report
+    assert "Alan Turing (1002) — " in report and "your answer is flowlib.ode.heun_step itself" in report
+    assert "expected 2" in report and f"graded with the book's version {versions.package()}" in report
+    page = (tmp_path / "feedback" / "Emmy_Noether_1003-01_paths_that_never_cross.md").read_text()
+    assert page.startswith("# Feedback for Emmy Noether (1003)") and "## Exercise 1.2: 0 / 4" in page
+    assert "written answer" in page and "grade by hand" in page
+    with (tmp_path / "hand.csv").open(newline="") as handle:
+        template = list(csv.DictReader(handle))
+    assert {row["student"] for row in template} == {f"{n.split('_')[0]} ({n.split('_')[1]})" for n in students} | {
+        "Grace Hopper (1004)"
+    }
 
 
 def test_open_ended_exercises_of_chapters_5_to_10_have_rubrics():
@@ -230,3 +253,70 @@ def test_an_unreadable_submission_is_a_row_not_a_crash(tmp_path, capsys):
     assert grade.main([str(stray), "--csv", str(tmp_path / "g.csv")]) == 0
     assert "could not be graded" in capsys.readouterr().out
     assert "could not be graded" in (tmp_path / "g.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    ("path", "metadata", "per_student", "expected"),
+    [
+        ("x/Ada Lovelace_1001_assignsubmission_file_/01_paths_that_never_cross.ipynb", {}, True, "Ada Lovelace (1001)"),
+        ("x/lovelaceada_1001_5551_01_paths_that_never_cross.ipynb", {}, False, "lovelaceada (1001)"),
+        ("x/lovelaceada_LATE_1001_5551_01_paths_that_never_cross.ipynb", {}, False, "lovelaceada (1001)"),
+        ("x/ada/Copy of 01_paths_that_never_cross.ipynb", {}, True, "ada"),
+        ("x/ada.ipynb", {}, False, "ada"),
+        ("x/whatever.ipynb", {"flowmaps": {"student": "s-42"}}, False, "s-42"),
+    ],
+)
+def test_a_student_is_recognised_in_an_lms_export(path, metadata, per_student, expected):
+    assert classroom.student_of(Path(path), metadata, per_student) == expected
+
+
+def test_a_chapter_is_found_in_the_names_students_give_their_copies():
+    for name in ("Copy of 01_paths_that_never_cross.ipynb", "01_paths_that_never_cross (1).ipynb",
+                 "lovelaceada_1001_5551_01_paths_that_never_cross.ipynb"):  # fmt: skip
+        assert grade.chapter_of(nbformat.v4.new_notebook(), Path(name)) == CHAPTERS[0]
+    with pytest.raises(ValueError, match="not a student edition"):
+        grade.chapter_of(nbformat.v4.new_notebook(), Path("homework.ipynb"))
+
+
+def test_private_tests_replace_the_librarys_hidden_test_and_add_new_ones(tmp_path):
+    (tmp_path / "01_paths_that_never_cross.py").write_text(
+        "# %% ex-1-heun-hidden points=5\nassert my_heun_step is not None\n\n"
+        "# %% ex-1-heun-extra points=1\nassert True\n"
+    )
+    prepared = grade.prepare(nbformat.read(STUDENT[0], as_version=4), CHAPTERS[0], tmp_path)
+    ids = [grade._grade_id(c) for c in prepared.cells]
+    hidden = prepared.cells[ids.index("ex-1-heun-hidden")]
+    assert hidden.source == grade.RELOAD + "assert my_heun_step is not None" and hidden.metadata.nbgrader.points == 5
+    assert "grade_stepper" not in "".join(c.source for c in prepared.cells), "the library's hidden test is replaced"
+    assert ids.index("ex-1-heun-extra") == ids.index("ex-1-heun-hidden") + 1
+    assert grade._score(nbformat.from_dict({**prepared.cells[ids.index("ex-1-heun-extra")], "execution_count": 1}))
+    (tmp_path / "01_paths_that_never_cross.py").write_text("# %% ex-1-heun-new\nassert True\n")
+    with pytest.raises(ValueError, match="points=N"):
+        grade.prepare(nbformat.read(STUDENT[0], as_version=4), CHAPTERS[0], tmp_path)
+    (tmp_path / "01_paths_that_never_cross.py").write_text("assert True\n")
+    with pytest.raises(ValueError, match="must start with a line"):
+        grade.prepare(nbformat.read(STUDENT[0], as_version=4), CHAPTERS[0], tmp_path)
+
+
+def test_scores_given_by_hand_are_merged_and_checked(tmp_path):
+    items = [grade.Item("1.3", "ex-1-area-written", 0.0, 2.0, "grade by hand: a rubric")]
+    (tmp_path / "hand.csv").write_text("student,cell,points,comment\nada,ex-1-area-written,1.5,half the argument\n")
+    merged = classroom.merge_manual("ada", items, classroom.read_manual(tmp_path / "hand.csv"))
+    assert merged[0].points == 1.5 and merged[0].message == "graded by hand: half the argument"
+    assert classroom.merge_manual("alan", items, classroom.read_manual(tmp_path / "hand.csv")) == items
+    (tmp_path / "hand.csv").write_text("student,cell,points\nada,ex-1-area-written,3\n")
+    with pytest.raises(ValueError, match="outside 0-2"):
+        classroom.merge_manual("ada", items, classroom.read_manual(tmp_path / "hand.csv"))
+    (tmp_path / "hand.csv").write_text("student,cell,points\nada,ex-1-area-written,lots\n")
+    with pytest.raises(ValueError, match="line 2: points must be a number"):
+        classroom.read_manual(tmp_path / "hand.csv")
+
+
+def test_student_editions_carry_the_books_version_and_the_grader_reads_it():
+    edition = nbformat.read(STUDENT[0], as_version=4)
+    assert edition.metadata.flowmaps.version == versions.package()
+    assert "Made from and graded with" in grade.version_note(edition)
+    edition.metadata.flowmaps.version = "0.1.0"
+    assert "Made from the book's version 0.1.0; graded with" in grade.version_note(edition)
+    del edition.metadata.flowmaps["version"]
+    assert "no version stamp" in grade.version_note(edition)
