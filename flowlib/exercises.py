@@ -99,6 +99,8 @@ def forbidding(*names: str) -> Iterator[None]:
             raise ValueError(f"{name!r}: {owner_path} has no attribute {attribute!r}")
         function = getattr(owner, attribute)
         function = getattr(function, "__func__", function)
+        while hasattr(function, "__wrapped__"):  # a decorated function (e.g. @torch.no_grad()): switch off its body
+            function = function.__wrapped__
         if not isinstance(function, types.FunctionType) or function.__code__.co_freevars:
             raise ValueError(f"{name!r} is not a plain Python function whose code can be switched off")
         functions.append((function, function.__code__, _refusing_code(name)))
@@ -260,7 +262,7 @@ def _same(yours: object, expected: torch.Tensor, what: str, atol: float = 1e-6) 
     """Assert that ``yours`` is a tensor shaped like ``expected`` and within ``atol`` (relative to its size)."""
     assert isinstance(yours, torch.Tensor), f"return a tensor, not {type(yours).__name__}"
     assert yours.shape == expected.shape, f"return shape {tuple(expected.shape)}, not {tuple(yours.shape)} ({what})"
-    worst = float((yours.to(expected.dtype) - expected).abs().max())
+    worst = float((yours.detach().to(expected.dtype) - expected).abs().max())
     scale = 1.0 + float(expected.abs().max())
     assert math.isfinite(worst) and worst <= atol * scale, f"off by up to {worst:.3g} {what}"
 
@@ -491,6 +493,154 @@ def grade_euler_jump_residual(residual: Callable, seeds: tuple[int, ...] = (1, 2
                 yours = _call(residual, "euler_jump_residual", field.velocity, x, s, t)
             _same(yours, expected, f"on {name} for s = {s:.3f}, t = {t:.3f}")
     _ok(f"right on {len(seeds)} random mixtures and linear fields at random (s, t)")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 6
+
+
+def _case(seed: int, dim: int, n: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random points ``(n, dim)`` and times s, t ``(n,)`` in float64, forwards and backwards."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=generator, dtype=torch.float64)
+    s, t = torch.rand(2, n, generator=generator, dtype=torch.float64)
+    return x, s, t
+
+
+def _random_mixture(seed: int, dim: int) -> GaussianMixture:
+    """Three Gaussians with random means and diagonal covariances in ``dim`` dimensions."""
+    generator = torch.Generator().manual_seed(seed)
+    means = 2 * torch.randn(3, dim, generator=generator, dtype=torch.float64)
+    variances = 0.05 + 0.3 * torch.rand(3, dim, generator=generator, dtype=torch.float64)
+    return GaussianMixture(torch.ones(3) / 3, means, torch.diag_embed(variances))
+
+
+def _compare_lmd(loss: Callable, seed: int, dim: int) -> None:
+    from flowlib import losses
+
+    model, teacher = _small_flow_map(seed, dim), _random_mixture(seed, dim).velocity
+    x, s, t = _case(seed, dim)
+    expected = losses.lmd(model, teacher, x, s, t, reduction="none")
+    with forbidding("flowlib.losses.lmd"):
+        yours = _call(loss, "lmd_loss", model, teacher, x, s, t)
+    _same(yours.detach() if isinstance(yours, torch.Tensor) else yours, expected.detach(), "in the loss of a sample")
+    assert yours.requires_grad, "the loss carries no gradient: do not compute it under torch.no_grad()"
+
+
+def check_lmd_loss(loss: Callable) -> None:
+    """Chapter 6: ``loss(model, teacher, x, s, t)``, LMD's loss of each sample, on a small flow map and a mixture."""
+    check_callable(loss, "loss", "loss(model, teacher, x, s, t)")
+    _compare_lmd(loss, seed=0, dim=2)
+    _ok("your LMD loss has the right value for every sample")
+
+
+def grade_lmd_loss(loss: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 6, hidden: random flow maps and teachers in 2 and 3 dimensions, without ``losses.lmd``."""
+    check_callable(loss, "loss", "loss(model, teacher, x, s, t)")
+    for seed in seeds:
+        _compare_lmd(loss, seed=seed, dim=2 + seed % 2)
+    _ok(f"right values on {len(seeds)} random flow maps and teachers")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 8
+
+
+def _meanflow_target(model: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor, s: torch.Tensor, t: torch.Tensor):
+    """The MeanFlow target (linear interpolant), written from its formula with one JVP."""
+    xs, dxs = (1 - s)[:, None] * x0 + s[:, None] * x1, x1 - x0
+    v, dv = model.jvp(xs, s, t, dx=dxs, ds=1.0, output="velocity")
+    return (dxs + (t - s)[:, None] * dv).detach()
+
+
+def _compare_meanflow(target: Callable, seed: int, dim: int) -> None:
+    model = _small_flow_map(seed, dim)
+    x0, s, t = _case(seed, dim)
+    x1 = _random_mixture(seed, dim).sample(x0.shape[0], seed=seed)
+    expected = _meanflow_target(model, x0, x1, s, t)
+    with forbidding("flowlib.losses.meanflow"):
+        yours = _call(target, "meanflow_target", model, x0, x1, s, t)
+    _same(yours, expected, "in the target")
+    if isinstance(yours, torch.Tensor) and yours.requires_grad:
+        raise AssertionError("the target must carry no gradient (detach it: MeanFlow's stop-gradient)")
+
+
+def check_meanflow_target(target: Callable) -> None:
+    """Chapter 8: ``target(model, x0, x1, s, t)``, MeanFlow's regression target for :math:`v_{s,t}(I_s)`."""
+    check_callable(target, "target", "target(model, x0, x1, s, t)")
+    _compare_meanflow(target, seed=0, dim=2)
+    _ok("your MeanFlow target is right, and carries no gradient")
+
+
+def grade_meanflow_target(target: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 8, hidden: random flow maps, noise, data and times in 2 and 3 dimensions, without ``losses.meanflow``."""
+    check_callable(target, "target", "target(model, x0, x1, s, t)")
+    for seed in seeds:
+        _compare_meanflow(target, seed=seed, dim=2 + seed % 2)
+    _ok(f"right targets on {len(seeds)} random flow maps")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 9
+
+
+def _compare_shortcut(target: Callable, seed: int, dim: int) -> None:
+    model = _small_flow_map(seed, dim)
+    x, s, _ = _case(seed, dim)
+    h = 0.5 * (1 - s) * torch.rand(s.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=s.dtype)
+    with torch.no_grad():
+        v1 = (model(x, s, s + h) - x) / h[:, None]
+        v2 = (model(x + h[:, None] * v1, s + h, s + 2 * h) - (x + h[:, None] * v1)) / h[:, None]
+        expected = 0.5 * (v1 + v2)
+    with forbidding("flowlib.losses.shortcut", "flowlib.losses.psd", "flowlib.losses.psd_target"):
+        yours = _call(target, "shortcut_target", model, x, s, h)
+    _same(yours, expected, "in the target velocity", atol=1e-5)
+    if isinstance(yours, torch.Tensor) and yours.requires_grad:
+        raise AssertionError("the target must carry no gradient (compute it under torch.no_grad() or detach it)")
+
+
+def check_shortcut_target(target: Callable) -> None:
+    """Chapter 9: ``target(model, x, s, h)``, the shortcut model's target for :math:`v_{s,s+2h}(x)`."""
+    check_callable(target, "target", "target(model, x, s, h)")
+    _compare_shortcut(target, seed=0, dim=2)
+    _ok("your shortcut target is the average velocity of the model's two half jumps")
+
+
+def grade_shortcut_target(target: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 9, hidden: random flow maps, points, start times and jump sizes, without the library's losses."""
+    check_callable(target, "target", "target(model, x, s, h)")
+    for seed in seeds:
+        _compare_shortcut(target, seed=seed, dim=2 + seed % 2)
+    _ok(f"right targets on {len(seeds)} random flow maps and jump sizes")
+
+
+# ---------------------------------------------------------------------------------------------- chapter 10
+
+
+def _compare_ema(update: Callable, seed: int) -> None:
+    average, model = _small_flow_map(seed), _small_flow_map(seed + 100)
+    decay = [0.9, 0.99, 0.5, 0.999][seed % 4]
+    before = [p.detach().clone() for p in average.parameters()]
+    tensors = [id(p) for p in average.parameters()]
+    expected = [decay * a + (1 - decay) * p.detach() for a, p in zip(before, model.parameters(), strict=True)]
+    with forbidding("flowlib.train.ema_update"):
+        returned = _call(update, "ema_update", average, model, decay)
+    assert [id(p) for p in average.parameters()] == tensors, "update the average's parameters in place"
+    assert returned is None or returned is average, "update in place; return nothing (or the average itself)"
+    for yours, wanted in zip(average.parameters(), expected, strict=True):
+        _same(yours.detach(), wanted, f"in a parameter after one update with decay {decay}")
+
+
+def check_ema_update(update: Callable) -> None:
+    """Chapter 10: ``update(average, model, decay)`` moves every parameter of ``average`` toward ``model``'s."""
+    check_callable(update, "update", "update(average, model, decay)")
+    _compare_ema(update, seed=0)
+    _ok("your EMA update moves each parameter in place by the right amount")
+
+
+def grade_ema_update(update: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    """Chapter 10, hidden: other networks and decays, without ``train.ema_update``."""
+    check_callable(update, "update", "update(average, model, decay)")
+    for seed in seeds:
+        _compare_ema(update, seed=seed)
+    _ok(f"right updates on {len(seeds)} networks and decays")
 
 
 # ---------------------------------------------------------------------------------------------- chapter 7
