@@ -18,8 +18,9 @@ Modules in the book's order (each imports only modules above it):
 * :mod:`flowlib.train` — one training loop: progress bar, EMA, clipping, NaN guard, checkpoints, cache
 * :mod:`flowlib.fitting` — :func:`flowlib.fit`: a table of the objectives over :mod:`flowlib.losses` (chapters 5-10)
 * :mod:`flowlib.metrics` — sliced/exact W2, energy distance, map error, the data-vs-data floor
+* :mod:`flowlib.pretrained` — the book's trained models, shipped with the package, with how they were made (chapter 11)
 * :mod:`flowlib.profiling` — what a training step keeps in memory (chapter 10)
-* :mod:`flowlib.explorer` — the self-contained HTML path explorer (chapter 4)
+* :mod:`flowlib.explorer` — the self-contained HTML path explorers (chapters 4, 5)
 * :mod:`flowlib.steer` — rewards, look-aheads and samplers toward a tilted target (chapters 12, 13)
 * :mod:`flowlib.exercises` — the checks behind the chapters' exercises
 
@@ -27,7 +28,7 @@ The benchmark that compares every method at one budget is not part of the librar
 ``benchmarks/`` at the root of the book's repository.
 """
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 from flowlib.fitting import METHODS, build_model, draw_batch, fit  # noqa: E402  (what chapters and readers call)
 
