@@ -498,6 +498,19 @@ def grade_euler_jump_residual(residual: Callable, seeds: tuple[int, ...] = (1, 2
 # ---------------------------------------------------------------------------------------------- chapter 6
 
 
+def _on_random_maps(compare: Callable, answer: Callable, seeds: tuple[int, ...], what: str) -> None:
+    """A hidden test's loop: ``compare(answer, seed, dim)`` on each seed, in 2 and 3 dimensions by turns."""
+    for seed in seeds:
+        compare(answer, seed=seed, dim=2 + seed % 2)
+    _ok(f"right {what} on {len(seeds)} random flow maps")
+
+
+def _no_gradient(yours: object, hint: str) -> None:
+    """A target must not carry a gradient (the objectives' stop-gradient)."""
+    if isinstance(yours, torch.Tensor) and yours.requires_grad:
+        raise AssertionError(f"the target must carry no gradient ({hint})")
+
+
 def _case(seed: int, dim: int, n: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random points ``(n, dim)`` and times s, t ``(n,)`` in float64, forwards and backwards."""
     generator = torch.Generator().manual_seed(seed)
@@ -536,9 +549,7 @@ def check_lmd_loss(loss: Callable) -> None:
 def grade_lmd_loss(loss: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
     """Chapter 6, hidden: random flow maps and teachers in 2 and 3 dimensions, without ``losses.lmd``."""
     check_callable(loss, "loss", "loss(model, teacher, x, s, t)")
-    for seed in seeds:
-        _compare_lmd(loss, seed=seed, dim=2 + seed % 2)
-    _ok(f"right values on {len(seeds)} random flow maps and teachers")
+    _on_random_maps(_compare_lmd, loss, seeds, "values with random teachers")
 
 
 # ---------------------------------------------------------------------------------------------- chapter 8
@@ -559,8 +570,7 @@ def _compare_meanflow(target: Callable, seed: int, dim: int) -> None:
     with forbidding("flowlib.losses.meanflow"):
         yours = _call(target, "meanflow_target", model, x0, x1, s, t)
     _same(yours, expected, "in the target")
-    if isinstance(yours, torch.Tensor) and yours.requires_grad:
-        raise AssertionError("the target must carry no gradient (detach it: MeanFlow's stop-gradient)")
+    _no_gradient(yours, "detach it: MeanFlow's stop-gradient")
 
 
 def check_meanflow_target(target: Callable) -> None:
@@ -573,9 +583,7 @@ def check_meanflow_target(target: Callable) -> None:
 def grade_meanflow_target(target: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
     """Chapter 8, hidden: random flow maps, noise, data and times in 2 and 3 dimensions, without ``losses.meanflow``."""
     check_callable(target, "target", "target(model, x0, x1, s, t)")
-    for seed in seeds:
-        _compare_meanflow(target, seed=seed, dim=2 + seed % 2)
-    _ok(f"right targets on {len(seeds)} random flow maps")
+    _on_random_maps(_compare_meanflow, target, seeds, "targets")
 
 
 # ---------------------------------------------------------------------------------------------- chapter 9
@@ -592,8 +600,7 @@ def _compare_shortcut(target: Callable, seed: int, dim: int) -> None:
     with forbidding("flowlib.losses.shortcut", "flowlib.losses.psd", "flowlib.losses.psd_target"):
         yours = _call(target, "shortcut_target", model, x, s, h)
     _same(yours, expected, "in the target velocity", atol=1e-5)
-    if isinstance(yours, torch.Tensor) and yours.requires_grad:
-        raise AssertionError("the target must carry no gradient (compute it under torch.no_grad() or detach it)")
+    _no_gradient(yours, "compute it under torch.no_grad() or detach it")
 
 
 def check_shortcut_target(target: Callable) -> None:
@@ -606,9 +613,7 @@ def check_shortcut_target(target: Callable) -> None:
 def grade_shortcut_target(target: Callable, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
     """Chapter 9, hidden: random flow maps, points, start times and jump sizes, without the library's losses."""
     check_callable(target, "target", "target(model, x, s, h)")
-    for seed in seeds:
-        _compare_shortcut(target, seed=seed, dim=2 + seed % 2)
-    _ok(f"right targets on {len(seeds)} random flow maps and jump sizes")
+    _on_random_maps(_compare_shortcut, target, seeds, "targets with random jump sizes")
 
 
 # ---------------------------------------------------------------------------------------------- chapter 10
