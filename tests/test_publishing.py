@@ -61,14 +61,16 @@ def test_a_disagreement_is_named_and_bump_moves_every_pinned_place(tmp_path, mon
     monkeypatch.setattr(versions, "PYPROJECT", tmp_path / "pyproject.toml")
     monkeypatch.setattr(versions, "PACKAGE", tmp_path / "flowlib" / "__init__.py")
     assert versions.current() == flowlib.__version__
-    with pytest.raises(ValueError, match="0.7.0"):
-        versions.bump("v0.7")  # not a version
-    written = versions.bump("0.7.0")
+    major, minor, _ = (int(part) for part in flowlib.__version__.split("."))
+    target = f"{major}.{minor + 1}.0"  # always a different version from the one the repository pins
+    with pytest.raises(ValueError, match=re.escape(f"'v{major}.{minor + 1}'")):
+        versions.bump(f"v{major}.{minor + 1}")  # not a version: the message names what it got
+    written = versions.bump(target)
     assert len(written) == 3  # pyproject, the package, the chapter; the edition is regenerated, not edited
     with pytest.raises(ValueError, match=rf"colab/{CHAPTERS[0].name} pins \['{re.escape(flowlib.__version__)}'\]"):
         versions.current()
     chapter = (tmp_path / "book" / CHAPTERS[0].name).read_text()
-    assert "@v0.7.0" in chapter and f"@v{flowlib.__version__}" not in chapter
+    assert f"@v{target}" in chapter and f"@v{flowlib.__version__}" not in chapter
 
 
 def _flowlib_names(tree: ast.AST) -> dict[str, str]:
