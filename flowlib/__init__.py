@@ -20,7 +20,7 @@ Modules in the book's order (each imports only modules above it):
 * :mod:`flowlib.metrics` — sliced/exact W2, energy distance, map error, the data-vs-data floor
 * :mod:`flowlib.pretrained` — the book's trained models, shipped with the package, with how they were made (chapter 11)
 * :mod:`flowlib.profiling` — what a training step keeps in memory (chapter 10)
-* :mod:`flowlib.explorer` — the self-contained HTML path explorers (chapters 4, 5)
+* :mod:`flowlib.explorer` — the self-contained HTML path explorers (chapters 4, 5) and the live mixture widget
 * :mod:`flowlib.steer` — rewards, look-aheads and samplers toward a tilted target (chapters 12, 13)
 * :mod:`flowlib.exercises` — the checks behind the chapters' exercises
 

@@ -37,8 +37,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import anywidget
 import numpy as np
 import torch
+import traitlets
 
 from flowlib import ode
 from flowlib._validate import as_points, check_callable, check_positive_int
@@ -362,6 +364,20 @@ def _render(payload: dict, script: str = "explorer.js", entry: str = "flowlibExp
     )
 
 
+def _learned_tangent(model: FlowMapFn, points: torch.Tensor, s: float) -> torch.Tensor:
+    r"""A learned map's tangent at time s, :math:`\partial_t X_{s,t}(x)|_{t=s}`, for ``points`` of shape ``(n, 2)``.
+
+    Its diagonal velocity head if it has one, else a one-sided difference of width 1e-3 (backwards at s = 1).
+    """
+    n = points.shape[0]
+    if hasattr(model, "velocity"):
+        return detached(model, model.velocity)(points, torch.full((n,), s))
+    call, h = detached(model), 1e-3
+    if s + h <= 1.0:
+        return (call(points, torch.full((n,), s), torch.full((n,), s + h)) - points) / h
+    return (points - call(points, torch.full((n,), s), torch.full((n,), s - h))) / h
+
+
 def _learned_field(model: FlowMapFn, extent: float, grid: int, time_grid: int) -> dict:
     """A learned map's jumps ``[is][it][iy][ix][2]`` and tangents ``[is][iy][ix][2]`` on a grid of the view."""
     axis = torch.linspace(-extent, extent, grid, dtype=torch.float64)
@@ -370,19 +386,11 @@ def _learned_field(model: FlowMapFn, extent: float, grid: int, time_grid: int) -
     times = torch.linspace(0.0, 1.0, time_grid)
     call = detached(model)
     n = points.shape[0]
-    with torch.no_grad():
-        jumps = torch.stack([
-            torch.stack([call(points, torch.full((n,), float(s)), torch.full((n,), float(t))) for t in times])
-            for s in times
-        ])  # fmt: skip
-        if hasattr(model, "velocity"):
-            tangents = torch.stack([model.velocity(points, torch.full((n,), float(s))) for s in times])
-        else:  # a map without a diagonal head: a short forward difference
-            h = 1e-3
-            tangents = torch.stack([
-                (call(points, torch.full((n,), float(s)), torch.full((n,), min(float(s) + h, 1.0))) - points) / h
-                for s in times[:-1]
-            ] + [(points - call(points, torch.ones(n), torch.full((n,), 1 - h))) / h])  # fmt: skip
+    jumps = torch.stack([
+        torch.stack([call(points, torch.full((n,), float(s)), torch.full((n,), float(t))) for t in times])
+        for s in times
+    ])  # fmt: skip
+    tangents = torch.stack([_learned_tangent(model, points, float(s)) for s in times])
     shape = (time_grid, time_grid, grid, grid, 2)
     return {
         "grid": grid,
@@ -408,7 +416,8 @@ def explore_mixture(
     title: str = "",
     seed: int = 0,
     max_bytes: int = 1_000_000,
-) -> Explorer:
+    live: bool = False,
+) -> Explorer | LiveMixtureExplorer:
     r"""An explorer of a 2D Gaussian mixture's exact flow map at any point and any times, with composition.
 
     The page evaluates the mixture's exact velocity from its parameters and integrates it with RK4
@@ -419,6 +428,10 @@ def explore_mixture(
     :math:`X^\theta_{s,t}(x)` precomputed on a ``grid_size``² grid of the view and ``time_grid`` times (interpolated
     in the page) is drawn beside the exact one, with its tangent (its diagonal velocity), its error and its own
     composition residual.
+
+    With ``live=True`` the explorer is a widget (:class:`LiveMixtureExplorer`): the page asks the running kernel for
+    the learned map at the very point and times the reader picks, instead of interpolating a field. Where no kernel
+    runs (the static site, a saved notebook) the widget shows the precomputed page instead and says so.
 
     Args:
         mixture: a two-dimensional :class:`~flowlib.exact.GaussianMixture`.
@@ -435,9 +448,11 @@ def explore_mixture(
         title: a line above the explorer.
         seed: seed of the cloud.
         max_bytes: refuse to build a page larger than this.
+        live: ask the kernel for the learned map (needs ``model``; a widget, with the static page as its fallback).
 
     Returns:
-        An :class:`Explorer` (display it, or :meth:`Explorer.save` it).
+        An :class:`Explorer` (display it, or :meth:`Explorer.save` it), or with ``live`` a
+        :class:`LiveMixtureExplorer`.
     """
     if not isinstance(mixture, GaussianMixture) or mixture.dim != 2:
         raise TypeError(f"mixture must be a two-dimensional GaussianMixture, got {mixture!r}")
@@ -452,6 +467,8 @@ def explore_mixture(
     check_positive_int(time_grid, "time_grid", minimum=2)
     check_positive_int(n_cloud, "n_cloud")
     check_positive_int(steps_per_unit, "steps_per_unit")
+    if live and model is None:
+        raise ValueError("live=True needs a model: the kernel answers with the learned map (the page has the exact)")
     data = mixture.sample(n_cloud, seed=seed)
     noise = torch.randn(n_cloud, 2, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
     payload = {
@@ -476,4 +493,74 @@ def explore_mixture(
             f"the explorer would be {len(html.encode('utf-8')):,} bytes (max_bytes={max_bytes:,}): "
             "lower grid_size, time_grid or n_cloud"
         )
+    if live:
+        return LiveMixtureExplorer(model, {**payload, "learned": None}, fallback=html)
     return Explorer(html, payload)
+
+
+def _in_colab() -> bool:
+    try:
+        import google.colab  # noqa: F401  (only importable inside Colab)
+    except ImportError:
+        return False
+    return True
+
+
+class LiveMixtureExplorer(anywidget.AnyWidget):
+    r"""The mixture explorer as a live widget: the page draws the exact map and asks the kernel for the learned one.
+
+    Each time the reader moves the point x or the times s, t, u, the page sets ``query`` to
+    ``{key, x: [x1, x2], s, t, u}``; the kernel answers in ``answer`` with the learned jumps
+    :math:`X^\theta_{s,t}(x)`, :math:`X^\theta_{s,u}(x)`, :math:`X^\theta_{u,t}(X^\theta_{s,u}(x))` and the tangent
+    (the map's diagonal velocity), or with ``{key, error}`` if the model raised. One query is in flight at a time.
+    Shown where no kernel runs (a static site), the widget's HTML fallback is the precomputed explorer.
+
+    Build it with :func:`explore_mixture` (``live=True``). In Colab, the custom widget manager is switched on when
+    the widget is made (Colab needs it for any widget outside ipywidgets).
+    """
+
+    _esm = _asset("mixture_explorer.js") + _asset("mixture_explorer_live.js")
+    _css = _asset("explorer.css")
+    payload = traitlets.Dict().tag(sync=True)
+    query = traitlets.Dict().tag(sync=True)
+    answer = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, model: FlowMapFn, payload: dict, fallback: str) -> None:
+        """Args: model: the learned map ``model(x, s, t)``; payload: the page's data; fallback: the static page."""
+        if _in_colab():
+            from google.colab import output
+
+            output.enable_custom_widget_manager()
+        super().__init__(payload=payload)
+        self.model, self.fallback = model, fallback
+        self.observe(self._on_query, names="query")
+
+    def learned_at(self, x: Sequence[float], s: float, t: float, u: float) -> dict:
+        r"""The learned map at one point: ``{end, mid, via, tangent}``, each ``[x1, x2]`` (what the page draws)."""
+        point = torch.tensor([[float(x[0]), float(x[1])]], dtype=torch.float64)
+        call = detached(self.model)
+
+        def jump(y: torch.Tensor, a: float, b: float) -> torch.Tensor:
+            return call(y, torch.full((1,), a, dtype=torch.float64), torch.full((1,), b, dtype=torch.float64))
+
+        mid = jump(point, s, u)
+        return {
+            "end": jump(point, s, t)[0].tolist(),
+            "mid": mid[0].tolist(),
+            "via": jump(mid, u, t)[0].tolist(),
+            "tangent": _learned_tangent(self.model, point, float(s))[0].tolist(),
+        }
+
+    def _on_query(self, change: dict) -> None:
+        query = change["new"]
+        try:
+            reply = self.learned_at(query["x"], query["s"], query["t"], query["u"])
+        except Exception as error:  # noqa: BLE001  (the reader's model: report, never break the page)
+            reply = {"error": f"{type(error).__name__}: {error}"}
+        self.answer = {"key": query.get("key", ""), **reply}
+
+    def _repr_mimebundle_(self, **kwargs: object) -> dict:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/html"] = self.fallback  # shown where no widget manager runs: the static site, a saved notebook
+        return bundle

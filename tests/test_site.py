@@ -274,6 +274,15 @@ def test_explorer_renders_and_responds_to_s_t_and_play(server, browser):
 
 
 @pytest.mark.browser
+def test_the_live_explorer_shows_its_precomputed_page_on_the_site(site):
+    """Chapter 5's explorer is live in a kernel (tests/test_live_explorer.py); the site has none, so the page holds
+    the widget's HTML fallback, which says that its learned map is precomputed, and no widget view."""
+    html = (site / "book" / "05_three_notions_of_consistency.html").read_text()
+    assert 'data-flowlib-explorer="1"' in html
+    assert "a static page; in a running notebook, live=True asks the model itself" in html
+    assert 'type="application/vnd.jupyter.widget-view+json"' not in html
+
+
 def test_animation_plays(server, browser):
     chapter = next(c for c in CHAPTERS if c.stem.startswith("01_"))
     page = Page(browser, chapter_url(server, chapter))

@@ -2,8 +2,10 @@
  * The exact velocity is evaluated here from the mixture's parameters (weights, means, eigen-decomposed
  * covariances) and the exact flow map integrates it with RK4, as flowlib.exact.GaussianMixture does: any start
  * point, any times, no kernel and no grid. A learned map arrives as a dense precomputed field, jumps[is][it][iy][ix]
- * and tangents[is][iy][ix], interpolated (bilinear in space, bilinear in (s, t)). */
-function flowlibMixtureExplorer(root) {
+ * and tangents[is][iy][ix], interpolated (bilinear in space, bilinear in (s, t)), or live from a kernel: `live` is
+ * {ask(query), onAnswer(callback)} (flowlib.explorer's widget), and the kernel answers each query
+ * {key, x, s, t, u} with the learned map's {key, end, mid, via, tangent} (or {key, error}). */
+function flowlibMixtureExplorer(root, live) {
   "use strict";
   if (!root || root.dataset.ready === "1") return;
   root.dataset.ready = "1";
@@ -53,7 +55,7 @@ function flowlibMixtureExplorer(root) {
   }
 
   /* ---------- the learned map: a precomputed field ---------- */
-  var F = D.learned;
+  var F = D.learned, LIVE = live || null, HAS_LEARNED = !!(F || LIVE), answer = null, inFlight = false;
   function cell(value, lo, hi, n) {  // index and weight of value on a uniform grid of n points from lo to hi
     var p = Math.min(Math.max((value - lo) / (hi - lo) * (n - 1), 0), n - 1);
     var i = Math.min(Math.floor(p), n - 2);
@@ -81,6 +83,21 @@ function flowlibMixtureExplorer(root) {
     var G = F.times.length, cs = cell(s, 0, 1, G), a = spatial(F.tangents[cs[0]], x), b = spatial(F.tangents[cs[0] + 1], x);
     return [(1 - cs[1]) * a[0] + cs[1] * b[0], (1 - cs[1]) * a[1] + cs[1] * b[1]];
   }
+  function learnedFromField(x, s, t, u) {
+    var mid = learnedJump(x, s, u);
+    return { end: learnedJump(x, s, t), mid: mid, via: learnedJump(mid, u, t), tangent: learnedTangent(x, s) };
+  }
+
+  /* ---------- the learned map: live, asked of the kernel ---------- */
+  // The kernel's answer for this point and these times. One query is in flight at a time; while it is, the last
+  // answer is drawn marked stale (so play and dragging stay smooth), and each answer asks again if x, s, t or u moved.
+  function learnedFromKernel(x, s, t, u) {
+    var key = [x[0], x[1], s, t, u].join(",");
+    if (answer && answer.key === key) return answer;
+    if (!inFlight) { inFlight = true; LIVE.ask({ key: key, x: x.slice(), s: s, t: t, u: u }); }
+    return answer ? Object.assign({}, answer, { stale: true }) : null;
+  }
+  if (LIVE) LIVE.onAnswer(function (reply) { inFlight = false; answer = reply; draw(); });
 
   /* ---------- layout and controls ---------- */
   function el(tag, cls, text) {
@@ -102,7 +119,7 @@ function flowlibMixtureExplorer(root) {
     "<div><span class='fx-key fx-key-dot'></span>x at time s, with its tangent</div>" +
     "<div><span class='fx-key fx-key-jump'></span>jump X<sub>s,t</sub>(x)</div>" +
     "<div><span class='fx-key' style='border-top:2px dotted " + C.via + ";height:0'></span>via u: X<sub>u,t</sub>(X<sub>s,u</sub>(x))</div>" +
-    (F ? "<div><span class='fx-key' style='border-top:2px solid " + C.learned + ";height:0'></span>learned jump and tangent</div>" : "");
+    (HAS_LEARNED ? "<div><span class='fx-key' style='border-top:2px solid " + C.learned + ";height:0'></span>learned jump and tangent</div>" : "");
   side.appendChild(readout);
   main.appendChild(canvas); main.appendChild(side); root.appendChild(main);
   var controls = el("div", "fx-controls");
@@ -131,11 +148,13 @@ function flowlibMixtureExplorer(root) {
     return box;
   }
   var showVia = toggle("fx-show-via", "compose through u", true), showCloud = toggle("fx-show-cloud", "samples at s", true);
-  var showLearned = F ? toggle("fx-show-learned", "learned map", true) : { checked: false };
+  var showLearned = HAS_LEARNED ? toggle("fx-show-learned", "learned map", true) : { checked: false };
   root.appendChild(toggles);
-  root.appendChild(el("div", "fx-source", F ? "Exact map: computed in this page from the mixture's parameters. " +
-    "Learned map: a field precomputed on a " + F.grid + "\u00d7" + F.grid + " grid and " + F.times.length +
-    " times, interpolated." : "Exact map: computed in this page from the mixture's parameters."));
+  var source = "Exact map: computed in this page from the mixture's parameters.";
+  if (LIVE) source += " Learned map: computed by the running kernel at the point and times you pick (live).";
+  else if (F) source += " Learned map: a field precomputed on a " + F.grid + "\u00d7" + F.grid + " grid and " +
+    F.times.length + " times, interpolated (a static page; in a running notebook, live=True asks the model itself).";
+  root.appendChild(el("div", "fx-source", source));
 
   /* ---------- drawing ---------- */
   var x = D.start.slice(), ctx = canvas.getContext("2d"), W = 540, H = 420;
@@ -182,17 +201,25 @@ function flowlibMixtureExplorer(root) {
     dot(end, C.point, 6, true);
     var text = "x at s = " + s.toFixed(3) + ": " + vec(x) + "\nexact X_s,t(x)      " + vec(end) +
       "\nexact tangent b_s(x) " + vec(tangent) + "\nvia u = " + u.toFixed(3) + ": residual " + state.exact_residual.toExponential(1);
-    if (F && showLearned.checked) {
-      var jump = learnedJump(x, s, t), lmid = learnedJump(x, s, u), lvia = learnedJump(lmid, u, t), ltan = learnedTangent(x, s);
+    var got = HAS_LEARNED && showLearned.checked ? (LIVE ? learnedFromKernel(x, s, t, u) : learnedFromField(x, s, t, u)) : null;
+    if (HAS_LEARNED && showLearned.checked && !got) {
+      text += "\nlearned map: asking the kernel\u2026";
+      state.learned_pending = true;
+    } else if (got && got.error) {  // the kernel could not evaluate the model: say why
+      text += "\nlearned map failed in the kernel: " + got.error;
+      state.learned_error_message = got.error;
+    } else if (got) {
+      var jump = got.end, lmid = got.mid, lvia = got.via, ltan = got.tangent;
       Object.assign(state, { learned_end: jump, learned_via: lvia, learned_tangent: ltan, learned_residual: distance(lvia, jump),
-                             learned_error: distance(jump, end), tangent_error: distance(ltan, tangent) });
+                             learned_error: distance(jump, end), tangent_error: distance(ltan, tangent),
+                             learned_source: LIVE ? "kernel" : "field", learned_pending: !!got.stale });
       line([x, jump], C.learned, 1.8);
       if (showVia.checked) line([x, lmid, lvia], C.learned, 1.2, [2, 3]);
       line([x, [x[0] + 0.15 * ltan[0], x[1] + 0.15 * ltan[1]]], C.learned, 1.5, [3, 2]);
       dot(jump, C.learned, 4);
       text += "\nlearned X_s,t(x)    " + vec(jump) + "\n  error vs exact " + fmt(state.learned_error) +
         "\nlearned tangent     " + vec(ltan) + "\n  error vs exact " + fmt(state.tangent_error) +
-        "\nlearned via u: residual " + fmt(state.learned_residual);
+        "\nlearned via u: residual " + fmt(state.learned_residual) + (got.stale ? "\n(updating from the kernel\u2026)" : "");
     }
     dot(x, C.point, 5);
     readout.textContent = text;
@@ -221,7 +248,7 @@ function flowlibMixtureExplorer(root) {
       tIn.value = t; draw();
     }, 40);
   });
-  root.flowlib = { velocity: velocity, flowMap: flowMap, learnedJump: F ? learnedJump : null,
+  root.flowlib = { velocity: velocity, flowMap: flowMap, learnedJump: F && !LIVE ? learnedJump : null,
                    setPoint: function (p) { x = p.slice(); draw(); } };
   draw();
 }

@@ -1,0 +1,177 @@
+"""The live explorer in a real Jupyter server with a kernel: a click in the widget makes the kernel compute the jump.
+
+The test starts JupyterLab on the loopback address with a random token, opens a notebook that builds
+``explorer.explore_mixture(..., live=True)`` over a stand-in learned map whose answer is known in closed form,
+runs it in a real kernel, clicks in the widget, and reads what the page drew. The server (and its kernel) is
+stopped by the test. The static fallback of the same widget is checked on the built site (tests/test_site.py)
+and here, through the bundle a front end without a widget manager shows.
+"""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import nbformat
+import pytest
+import torch
+
+from flowlib import data, explorer
+
+pytestmark = pytest.mark.browser
+
+DRIFT = (1.0, -0.5)  # the stand-in map moves every point by (t - s) * DRIFT
+
+NOTEBOOK_CODE = f'''import torch
+from flowlib import data, explorer
+
+
+class Drift(torch.nn.Module):
+    """A stand-in learned map with a known answer: X_s,t(x) = x + (t - s) * {DRIFT}."""
+
+    def forward(self, x, s, t):
+        return x + (t - s)[:, None] * torch.tensor({list(DRIFT)}, dtype=x.dtype)
+
+
+mixture = data.mixture("eight_gaussians")
+view = explorer.explore_mixture(mixture, Drift(), grid_size=3, time_grid=2, n_cloud=50, live=True)
+view'''
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def jupyter_server(tmp_path):
+    """JupyterLab on 127.0.0.1 with a notebook holding the live explorer; yields the notebook's URL."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK_CODE)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "live.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
+        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--allow-root",
+    ]  # fmt: skip
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "run")}
+    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"JupyterLab did not start: {server.stderr.read().decode()[-2000:]}")
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/lab/tree/live.ipynb?token={token}"
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+
+
+def _state(page) -> dict:
+    return json.loads(page.locator(".flowlib-explorer[data-flowlib-explorer=live]").get_attribute("data-state"))
+
+
+def _settled(page) -> str:
+    return (
+        "() => { const r = document.querySelector('.flowlib-explorer[data-flowlib-explorer=live]');"
+        " if (!r || !r.dataset.state) return false; const s = JSON.parse(r.dataset.state);"
+        " return s.learned_source === 'kernel' && !s.learned_pending; }"
+    )
+
+
+def test_a_click_in_the_live_widget_makes_the_kernel_compute_the_jump(browser, jupyter_server):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(jupyter_server)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=90_000)  # fmt: skip
+    page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.sessionContext.ready;"
+                  " await window.jupyterapp.commands.execute('notebook:run-all-cells'); }")  # fmt: skip
+    page.wait_for_function(_settled(page), timeout=120_000)
+    first = _state(page)
+    canvas = page.locator(".flowlib-explorer[data-flowlib-explorer=live] canvas.fx-canvas")
+    box = canvas.bounding_box()
+    canvas.click(position={"x": 0.3 * box["width"], "y": 0.35 * box["height"]})
+    page.wait_for_function(f"() => ({_settled(page)})() && JSON.parse(document.querySelector("
+                           "'.flowlib-explorer[data-flowlib-explorer=live]').dataset.state).x[0] !== "
+                           f"{first['x'][0]}", timeout=30_000)  # fmt: skip
+    state = _state(page)
+    x, s, t = torch.tensor(state["x"], dtype=torch.float64), state["s"], state["t"]
+    drift = torch.tensor(DRIFT, dtype=torch.float64)
+    # what only the kernel knows: the stand-in model's jump, its composition through u, and its tangent
+    assert torch.allclose(torch.tensor(state["learned_end"], dtype=torch.float64), x + (t - s) * drift, atol=1e-5)
+    assert torch.allclose(torch.tensor(state["learned_via"], dtype=torch.float64), x + (t - s) * drift, atol=1e-5)
+    assert torch.allclose(torch.tensor(state["learned_tangent"], dtype=torch.float64), drift, atol=1e-2)
+    assert "running kernel" in page.locator(".flowlib-explorer[data-flowlib-explorer=live] .fx-source").inner_text()
+    # moving t asks the kernel again
+    page.locator(".flowlib-explorer[data-flowlib-explorer=live] input.fx-t").fill("0.3")
+    page.wait_for_function(f"() => ({_settled(page)})() && JSON.parse(document.querySelector("
+                           "'.flowlib-explorer[data-flowlib-explorer=live]').dataset.state).t === 0.3",
+                           timeout=30_000)  # fmt: skip
+    state = _state(page)
+    x = torch.tensor(state["x"], dtype=torch.float64)
+    assert torch.allclose(torch.tensor(state["learned_end"], dtype=torch.float64), x + (0.3 - s) * drift, atol=1e-5)
+    assert errors == []
+    page.close()
+
+
+def test_without_a_kernel_the_widget_shows_the_precomputed_explorer(browser):
+    """A front end without a widget manager (the static site, a saved notebook) shows the HTML fallback."""
+
+    class Drift(torch.nn.Module):
+        def forward(self, x, s, t):
+            return x + (t - s)[:, None] * torch.tensor(DRIFT, dtype=x.dtype)
+
+    view = explorer.explore_mixture(data.mixture("eight_gaussians"), Drift(), grid_size=5, time_grid=3, live=True)
+    bundle = view._repr_mimebundle_()
+    html = (bundle[0] if isinstance(bundle, tuple) else bundle)["text/html"]
+    page = browser.new_page()
+    page.set_content(f"<!DOCTYPE html><html><body>{html}</body></html>")
+    source = page.locator(".flowlib-explorer .fx-source").inner_text()
+    assert "precomputed" in source and "live=True" in source
+    assert json.loads(page.locator(".flowlib-explorer").get_attribute("data-state"))["learned_source"] == "field"
+    page.close()
+
+
+def test_live_needs_a_model():
+    with pytest.raises(ValueError, match="live=True needs a model"):
+        explorer.explore_mixture(data.mixture("eight_gaussians"), live=True)
+
+
+def test_the_kernel_side_answers_a_query_and_reports_a_failing_model():
+    class Drift(torch.nn.Module):
+        def forward(self, x, s, t):
+            return x + (t - s)[:, None] * torch.tensor(DRIFT, dtype=x.dtype)
+
+    view = explorer.explore_mixture(data.mixture("eight_gaussians"), Drift(), grid_size=3, time_grid=2, live=True)
+    view.query = {"key": "a", "x": [0.3, -0.5], "s": 0.2, "t": 0.8, "u": 0.5}
+    assert view.answer["key"] == "a"
+    assert view.answer["end"] == pytest.approx([0.3 + 0.6, -0.5 - 0.3], abs=1e-6)
+    assert view.answer["mid"] == pytest.approx([0.3 + 0.3, -0.5 - 0.15], abs=1e-6)
+    assert view.answer["tangent"] == pytest.approx(list(DRIFT), abs=1e-2)
+
+    class Broken(torch.nn.Module):
+        def forward(self, x, s, t):
+            raise RuntimeError("shapes do not match")
+
+    view.model = Broken()
+    view.query = {"key": "b", "x": [0.0, 0.0], "s": 0.0, "t": 1.0, "u": 0.5}
+    assert view.answer == {"key": "b", "error": "RuntimeError: shapes do not match"}
