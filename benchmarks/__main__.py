@@ -9,13 +9,15 @@ Run it from the repository root::
     python -m benchmarks --digits --threads 2  # the digits rows (about 10 minutes; chapter 11's models)
     python -m benchmarks --steering --threads 2  # steering and fine-tuning against the exact tilt (minutes)
     python -m benchmarks --steering-screens --threads 2  # the screens behind two steering defaults (minutes)
+    python -m benchmarks --redraw  # milliseconds per slider move of each explorer in Chromium (a minute)
 
 It writes ``book/generated/benchmark.json`` (every number, with the configuration and the machine),
 ``book/generated/benchmark.md`` (the tables the book's appendix includes) and
 ``book/generated/benchmark.svg`` (the ratio-against-steps chart beside them); with ``--digits``,
 ``book/generated/benchmark_digits.json`` and ``.md`` (:mod:`benchmarks.digits`); with ``--steering``,
 ``book/generated/benchmark_steering.json`` and ``.md`` (:mod:`benchmarks.steering`); with ``--steering-screens``,
-``book/generated/benchmark_steering_screens.json`` and ``.md``. Training and scoring live in
+``book/generated/benchmark_steering_screens.json`` and ``.md``; with ``--redraw``, ``explorer_redraw.json`` and
+``.md`` (:mod:`benchmarks.redraw`). Training and scoring live in
 :mod:`benchmarks.run`, the table and the targets in :mod:`benchmarks.report`.
 """
 
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import redraw
 from benchmarks.digits import DigitsConfig, run_digits
 from benchmarks.digits import to_markdown as digits_markdown
 from benchmarks.report import chart, finish, merge, to_markdown
@@ -55,7 +58,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--steering", action="store_true", help="run the steering and fine-tuning rows (benchmarks.steering) instead"
     )
+    parser.add_argument("--redraw", action="store_true", help="time the explorers' redraws in Chromium instead")
     args = parser.parse_args(argv)
+    if args.redraw:
+        return run_redraw_rows(args)
     if args.digits:
         return run_digits_rows(args)
     if args.steering_screens:
@@ -94,6 +100,16 @@ def main(argv: list[str] | None = None) -> dict:
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
     write(result, args.out)
     print(to_markdown(result))
+    return result
+
+
+def run_redraw_rows(args: argparse.Namespace) -> dict:
+    """``--redraw``: each explorer's milliseconds per slider move in Chromium, ``explorer_redraw.json`` and ``.md``."""
+    result = redraw.run_redraw(moves=10 if args.quick else 100)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "explorer_redraw.json").write_text(json.dumps(result, indent=2))
+    (args.out / "explorer_redraw.md").write_text(redraw.to_markdown(result))
+    print(redraw.to_markdown(result))
     return result
 
 

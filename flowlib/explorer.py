@@ -400,9 +400,23 @@ def _learned_field(model: FlowMapFn, extent: float, grid: int, time_grid: int) -
     }
 
 
+def _named_models(model: object) -> dict[str, FlowMapFn]:
+    """``{name: map}`` from one learned map (named "learned map"), a dict of them, or ``None`` (no learned map)."""
+    if model is None:
+        return {}
+    models = dict(model) if isinstance(model, dict) else {"learned map": model}
+    if not models:
+        raise ValueError("model must hold at least one learned map when it is a dict; pass None for the exact map only")
+    for name, each in models.items():
+        if not isinstance(name, str):
+            raise TypeError(f"model's keys must be names (str), got {name!r}")
+        check_callable(each, f"model[{name!r}]", "model(x, s, t)")
+    return models
+
+
 def explore_mixture(
     mixture: object,
-    model: FlowMapFn | None = None,
+    model: FlowMapFn | dict[str, FlowMapFn] | None = None,
     *,
     start: Sequence[float] = (0.3, -0.5),
     s: float = 0.2,
@@ -425,9 +439,9 @@ def explore_mixture(
     the times s, t and u move continuously. It draws the path through the point, its tangent :math:`b_s(x)`, the
     jump :math:`X_{s,t}(x)` and the two jumps through u, :math:`X_{u,t}(X_{s,u}(x))`, and prints the composition
     residual :math:`\|X_{u,t}(X_{s,u}(x)) - X_{s,t}(x)\|`. With ``model``, a learned flow map
-    :math:`X^\theta_{s,t}(x)` precomputed on a ``grid_size``² grid of the view and ``time_grid`` times (interpolated
-    in the page) is drawn beside the exact one, with its tangent (its diagonal velocity), its error and its own
-    composition residual.
+    :math:`X^\theta_{s,t}(x)` (or several, ``{name: map}``, with a menu that picks the one drawn) precomputed on a
+    ``grid_size``² grid of the view and ``time_grid`` times (interpolated in the page) is drawn beside the exact one,
+    with its tangent (its diagonal velocity), its error and its own composition residual.
 
     With ``live=True`` the explorer is a widget (:class:`LiveMixtureExplorer`): the page asks the running kernel for
     the learned map at the very point and times the reader picks, instead of interpolating a field. Where no kernel
@@ -435,7 +449,8 @@ def explore_mixture(
 
     Args:
         mixture: a two-dimensional :class:`~flowlib.exact.GaussianMixture`.
-        model: a learned map ``model(x, s, t)`` (e.g. a :class:`~flowlib.flowmap.FlowMap`), or ``None``.
+        model: a learned map ``model(x, s, t)`` (e.g. a :class:`~flowlib.flowmap.FlowMap`), a dict of them by name,
+            or ``None``.
         start: the first point x, at time ``s``.
         s: the first start time, in [0, 1].
         t: the first end time.
@@ -456,8 +471,7 @@ def explore_mixture(
     """
     if not isinstance(mixture, GaussianMixture) or mixture.dim != 2:
         raise TypeError(f"mixture must be a two-dimensional GaussianMixture, got {mixture!r}")
-    if model is not None:
-        check_callable(model, "model", "model(x, s, t)")
+    models = _named_models(model)
     for name, value in (("s", s), ("t", t), ("u", u)):
         if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be a time in [0, 1], got {value!r}")
@@ -467,7 +481,7 @@ def explore_mixture(
     check_positive_int(time_grid, "time_grid", minimum=2)
     check_positive_int(n_cloud, "n_cloud")
     check_positive_int(steps_per_unit, "steps_per_unit")
-    if live and model is None:
+    if live and not models:
         raise ValueError("live=True needs a model: the kernel answers with the learned map (the page has the exact)")
     data = mixture.sample(n_cloud, seed=seed)
     noise = torch.randn(n_cloud, 2, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
@@ -485,7 +499,8 @@ def explore_mixture(
         "t": float(t),
         "u": float(u),
         "cloud": _round(torch.cat([noise, data.double()], 1).numpy(), 3),
-        "learned": _learned_field(model, extent, grid_size, time_grid) if model is not None else None,
+        "learned_names": list(models),
+        "learned": [_learned_field(each, extent, grid_size, time_grid) for each in models.values()],
     }
     html = _render(payload, "mixture_explorer.js", "flowlibMixtureExplorer")
     if len(html.encode("utf-8")) > max_bytes:
@@ -494,7 +509,7 @@ def explore_mixture(
             "lower grid_size, time_grid or n_cloud"
         )
     if live:
-        return LiveMixtureExplorer(model, {**payload, "learned": None}, fallback=html)
+        return LiveMixtureExplorer(models, {**payload, "learned": []}, fallback=html)
     return Explorer(html, payload)
 
 
@@ -510,7 +525,8 @@ class LiveMixtureExplorer(anywidget.AnyWidget):
     r"""The mixture explorer as a live widget: the page draws the exact map and asks the kernel for the learned one.
 
     Each time the reader moves the point x or the times s, t, u, the page sets ``query`` to
-    ``{key, x: [x1, x2], s, t, u}``; the kernel answers in ``answer`` with the learned jumps
+    ``{key, model, x: [x1, x2], s, t, u}`` (``model``: the name of the learned map the menu shows); the kernel
+    answers in ``answer`` with the learned jumps
     :math:`X^\theta_{s,t}(x)`, :math:`X^\theta_{s,u}(x)`, :math:`X^\theta_{u,t}(X^\theta_{s,u}(x))` and the tangent
     (the map's diagonal velocity), or with ``{key, error}`` if the model raised. One query is in flight at a time.
     Shown where no kernel runs (a static site), the widget's HTML fallback is the precomputed explorer.
@@ -525,20 +541,21 @@ class LiveMixtureExplorer(anywidget.AnyWidget):
     query = traitlets.Dict().tag(sync=True)
     answer = traitlets.Dict().tag(sync=True)
 
-    def __init__(self, model: FlowMapFn, payload: dict, fallback: str) -> None:
-        """Args: model: the learned map ``model(x, s, t)``; payload: the page's data; fallback: the static page."""
+    def __init__(self, models: dict[str, FlowMapFn], payload: dict, fallback: str) -> None:
+        """Args: models: learned maps ``model(x, s, t)`` by name; payload: the page's data; fallback: static page."""
         if _in_colab():
             from google.colab import output
 
             output.enable_custom_widget_manager()
         super().__init__(payload=payload)
-        self.model, self.fallback = model, fallback
+        self.models, self.fallback = dict(models), fallback
         self.observe(self._on_query, names="query")
 
-    def learned_at(self, x: Sequence[float], s: float, t: float, u: float) -> dict:
-        r"""The learned map at one point: ``{end, mid, via, tangent}``, each ``[x1, x2]`` (what the page draws)."""
+    def learned_at(self, x: Sequence[float], s: float, t: float, u: float, name: str | None = None) -> dict:
+        r"""Learned map ``name`` (default: the first) at one point: ``{end, mid, via, tangent}``, each ``[x1, x2]``."""
+        model = self.models[name if name is not None else next(iter(self.models))]
         point = torch.tensor([[float(x[0]), float(x[1])]], dtype=torch.float64)
-        call = detached(self.model)
+        call = detached(model)
 
         def jump(y: torch.Tensor, a: float, b: float) -> torch.Tensor:
             return call(y, torch.full((1,), a, dtype=torch.float64), torch.full((1,), b, dtype=torch.float64))
@@ -548,13 +565,13 @@ class LiveMixtureExplorer(anywidget.AnyWidget):
             "end": jump(point, s, t)[0].tolist(),
             "mid": mid[0].tolist(),
             "via": jump(mid, u, t)[0].tolist(),
-            "tangent": _learned_tangent(self.model, point, float(s))[0].tolist(),
+            "tangent": _learned_tangent(model, point, float(s))[0].tolist(),
         }
 
     def _on_query(self, change: dict) -> None:
         query = change["new"]
         try:
-            reply = self.learned_at(query["x"], query["s"], query["t"], query["u"])
+            reply = self.learned_at(query["x"], query["s"], query["t"], query["u"], query.get("model"))
         except Exception as error:  # noqa: BLE001  (the reader's model: report, never break the page)
             reply = {"error": f"{type(error).__name__}: {error}"}
         self.answer = {"key": query.get("key", ""), **reply}

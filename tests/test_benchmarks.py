@@ -256,6 +256,19 @@ def test_the_steering_rows_run_end_to_end_and_write_their_tables(tmp_path):
     assert any(name.startswith("best with a flow map") for name in result["targets"])
 
 
+@pytest.mark.browser
+def test_the_redraw_rows_time_every_explorer_in_chromium_and_write_their_table(tmp_path):
+    from benchmarks.redraw import CASES
+
+    result = cli.main(["--redraw", "--quick", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "explorer_redraw.json").read_text())["rows"]
+    assert [row["explorer"] for row in rows] == [case.name for case in CASES]
+    for row, case in zip(rows, CASES, strict=True):
+        assert row["moves"] == 10 * len(case.sliders) and row["median_ms"] > 0
+    assert all(0 < row["payload_bytes"] <= 1_000_000 for row in result["rows"])  # issue 32: each page at most 1 MB
+    assert "| median (ms) |" in (tmp_path / "explorer_redraw.md").read_text()
+
+
 def test_the_screen_trains_each_setting_and_seed_against_one_baseline(monkeypatch):
     from benchmarks import screen
 

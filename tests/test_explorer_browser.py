@@ -1,10 +1,13 @@
 """The explorer's HTML works the way each notebook front end inserts outputs (no site build needed)."""
 
+import json
+
 import pytest
 import torch
 
 import flowlib
-from flowlib import data, explorer
+from flowlib import data, explorer, nets
+from flowlib.flowmap import FlowMap
 
 pytestmark = pytest.mark.browser
 
@@ -153,7 +156,7 @@ def test_moving_s_t_and_u_redraws_and_the_keyboard_moves_the_point(mixture_page)
 
 def test_the_learned_jump_at_the_fields_nodes_is_the_models(mixture_page):
     page, _, model, view, errors = mixture_page
-    field = view.payload["learned"]
+    field = view.payload["learned"][0]
     axis = torch.linspace(-view.payload["extent"], view.payload["extent"], field["grid"])
     point, s, t = [float(axis[2]), float(axis[6])], field["times"][1], field["times"][3]
     page_jump = page.evaluate("([p, s, t]) => document.querySelector('.flowlib-explorer').flowlib.learnedJump(p, s, t)",
@@ -165,3 +168,44 @@ def test_the_learned_jump_at_the_fields_nodes_is_the_models(mixture_page):
     assert {"learned_end", "learned_residual", "learned_error", "tangent_error"} <= set(state)
     assert "learned X_s,t(x)" in page.locator(".fx-readout").inner_text()
     assert errors == []
+
+
+def test_a_menu_picks_which_of_several_learned_maps_is_drawn(browser):
+    """Chapter 9 shows four maps of the family in one explorer: the menu switches the field the page reads."""
+    mix = data.mixture("eight_gaussians")
+    maps = {
+        "first": FlowMap(nets.MLP(2, width=8, depth=1, n_times=2)),
+        "second": FlowMap(nets.MLP(2, width=8, depth=1, n_times=2)),
+    }
+    view = explorer.explore_mixture(mix, maps, grid_size=5, time_grid=3)
+    assert view.payload["learned_names"] == list(maps) and len(view.payload["learned"]) == 2
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_content(f"<!DOCTYPE html><html><body>{view.html}</body></html>")
+    root = page.locator(".flowlib-explorer")
+    first = json.loads(root.get_attribute("data-state"))
+    assert first["learned_model"] == "first"
+    root.locator("select.fx-model").select_option("1")
+    second = json.loads(root.get_attribute("data-state"))
+    assert second["learned_model"] == "second"
+    assert second["learned_end"] != first["learned_end"]
+    # at a node of the field's grid the page's jump is the second model's own
+    field = view.payload["learned"][1]
+    axis = torch.linspace(-view.payload["extent"], view.payload["extent"], field["grid"])
+    point, s, t = [float(axis[1]), float(axis[3])], field["times"][0], field["times"][2]
+    page_jump = page.evaluate("([p, s, t]) => document.querySelector('.flowlib-explorer').flowlib.learnedJump(p, s, t)",
+                              [point, s, t])  # fmt: skip
+    with torch.no_grad():
+        expected = maps["second"](torch.tensor([point]), torch.tensor([s]), torch.tensor([t]))[0]
+    assert torch.allclose(torch.tensor(page_jump, dtype=torch.float64), expected.double(), atol=2e-3)
+    assert errors == []
+    page.close()
+
+
+def test_bad_model_arguments_are_named():
+    mix = data.mixture("eight_gaussians")
+    with pytest.raises(ValueError, match="at least one learned map"):
+        explorer.explore_mixture(mix, {})
+    with pytest.raises(TypeError, match="model's keys must be names"):
+        explorer.explore_mixture(mix, {3: FlowMap(nets.MLP(2, width=8, depth=1, n_times=2))})

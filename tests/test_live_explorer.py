@@ -23,8 +23,6 @@ import torch
 
 from flowlib import data, explorer
 
-pytestmark = pytest.mark.browser
-
 DRIFT = (1.0, -0.5)  # the stand-in map moves every point by (t - s) * DRIFT
 
 NOTEBOOK_CODE = f'''import torch
@@ -96,6 +94,7 @@ def _settled(page) -> str:
     )
 
 
+@pytest.mark.browser
 def test_a_click_in_the_live_widget_makes_the_kernel_compute_the_jump(browser, jupyter_server):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors = []
@@ -133,6 +132,7 @@ def test_a_click_in_the_live_widget_makes_the_kernel_compute_the_jump(browser, j
     page.close()
 
 
+@pytest.mark.browser
 def test_without_a_kernel_the_widget_shows_the_precomputed_explorer(browser):
     """A front end without a widget manager (the static site, a saved notebook) shows the HTML fallback."""
 
@@ -172,6 +172,24 @@ def test_the_kernel_side_answers_a_query_and_reports_a_failing_model():
         def forward(self, x, s, t):
             raise RuntimeError("shapes do not match")
 
-    view.model = Broken()
+    view.models = {"learned map": Broken()}
     view.query = {"key": "b", "x": [0.0, 0.0], "s": 0.0, "t": 1.0, "u": 0.5}
     assert view.answer == {"key": "b", "error": "RuntimeError: shapes do not match"}
+
+
+def test_the_kernel_answers_with_the_map_the_menu_names():
+    class Drift(torch.nn.Module):
+        def __init__(self, speed: float) -> None:
+            super().__init__()
+            self.speed = speed
+
+        def forward(self, x, s, t):
+            return x + self.speed * (t - s)[:, None]
+
+    maps = {"slow": Drift(1.0), "fast": Drift(3.0)}
+    view = explorer.explore_mixture(data.mixture("eight_gaussians"), maps, grid_size=3, time_grid=2, live=True)
+    view.query = {"key": "f", "model": "fast", "x": [0.0, 0.0], "s": 0.0, "t": 0.5, "u": 0.25}
+    assert view.answer["end"] == pytest.approx([1.5, 1.5], abs=1e-6)
+    view.query = {"key": "s", "model": "slow", "x": [0.0, 0.0], "s": 0.0, "t": 0.5, "u": 0.25}
+    assert view.answer["end"] == pytest.approx([0.5, 0.5], abs=1e-6)
+    assert view.payload["learned_names"] == ["slow", "fast"]

@@ -273,16 +273,17 @@ def test_explorer_renders_and_responds_to_s_t_and_play(server, browser):
     page.page.close()
 
 
-@pytest.mark.browser
 def test_the_live_explorer_shows_its_precomputed_page_on_the_site(site):
-    """Chapter 5's explorer is live in a kernel (tests/test_live_explorer.py); the site has none, so the page holds
-    the widget's HTML fallback, which says that its learned map is precomputed, and no widget view."""
-    html = (site / "book" / "05_three_notions_of_consistency.html").read_text()
-    assert 'data-flowlib-explorer="1"' in html
-    assert "a static page; in a running notebook, live=True asks the model itself" in html
-    assert 'type="application/vnd.jupyter.widget-view+json"' not in html
+    """Chapters 5 and 9's explorers are live in a kernel (tests/test_live_explorer.py); the site has none, so its
+    pages hold the widget's HTML fallback, which says that its learned map is precomputed, and no widget view."""
+    for chapter in ("05_three_notions_of_consistency", "09_the_family_tree"):
+        html = (site / "book" / f"{chapter}.html").read_text()
+        assert 'data-flowlib-explorer="1"' in html, chapter
+        assert "a static page; in a running notebook, live=True asks the model itself" in html, chapter
+        assert 'type="application/vnd.jupyter.widget-view+json"' not in html, chapter
 
 
+@pytest.mark.browser
 def test_animation_plays(server, browser):
     chapter = next(c for c in CHAPTERS if c.stem.startswith("01_"))
     page = Page(browser, chapter_url(server, chapter))

@@ -1,10 +1,10 @@
 /* Flow-map explorer for a 2D Gaussian mixture (flowlib.explorer.explore_mixture).
  * The exact velocity is evaluated here from the mixture's parameters (weights, means, eigen-decomposed
  * covariances) and the exact flow map integrates it with RK4, as flowlib.exact.GaussianMixture does: any start
- * point, any times, no kernel and no grid. A learned map arrives as a dense precomputed field, jumps[is][it][iy][ix]
- * and tangents[is][iy][ix], interpolated (bilinear in space, bilinear in (s, t)), or live from a kernel: `live` is
- * {ask(query), onAnswer(callback)} (flowlib.explorer's widget), and the kernel answers each query
- * {key, x, s, t, u} with the learned map's {key, end, mid, via, tangent} (or {key, error}). */
+ * point, any times, no kernel and no grid. Learned maps (D.learned_names, a menu picks one) arrive as dense
+ * precomputed fields D.learned[i] = {jumps[is][it][iy][ix], tangents[is][iy][ix]}, interpolated (bilinear in space,
+ * bilinear in (s, t)), or live from a kernel: `live` is {ask(query), onAnswer(callback)} (flowlib.explorer's widget),
+ * and the kernel answers each query {key, model, x, s, t, u} with {key, end, mid, via, tangent} (or {key, error}). */
 function flowlibMixtureExplorer(root, live) {
   "use strict";
   if (!root || root.dataset.ready === "1") return;
@@ -55,7 +55,8 @@ function flowlibMixtureExplorer(root, live) {
   }
 
   /* ---------- the learned map: a precomputed field ---------- */
-  var F = D.learned, LIVE = live || null, HAS_LEARNED = !!(F || LIVE), answer = null, inFlight = false;
+  var FIELDS = D.learned || [], NAMES = D.learned_names || [], LIVE = live || null;
+  var F = FIELDS[0] || null, chosen = 0, HAS_LEARNED = NAMES.length > 0 && !!(F || LIVE), answer = null, inFlight = false;
   function cell(value, lo, hi, n) {  // index and weight of value on a uniform grid of n points from lo to hi
     var p = Math.min(Math.max((value - lo) / (hi - lo) * (n - 1), 0), n - 1);
     var i = Math.min(Math.floor(p), n - 2);
@@ -92,9 +93,9 @@ function flowlibMixtureExplorer(root, live) {
   // The kernel's answer for this point and these times. One query is in flight at a time; while it is, the last
   // answer is drawn marked stale (so play and dragging stay smooth), and each answer asks again if x, s, t or u moved.
   function learnedFromKernel(x, s, t, u) {
-    var key = [x[0], x[1], s, t, u].join(",");
+    var key = [NAMES[chosen], x[0], x[1], s, t, u].join(",");
     if (answer && answer.key === key) return answer;
-    if (!inFlight) { inFlight = true; LIVE.ask({ key: key, x: x.slice(), s: s, t: t, u: u }); }
+    if (!inFlight) { inFlight = true; LIVE.ask({ key: key, model: NAMES[chosen], x: x.slice(), s: s, t: t, u: u }); }
     return answer ? Object.assign({}, answer, { stale: true }) : null;
   }
   if (LIVE) LIVE.onAnswer(function (reply) { inFlight = false; answer = reply; draw(); });
@@ -149,6 +150,13 @@ function flowlibMixtureExplorer(root, live) {
   }
   var showVia = toggle("fx-show-via", "compose through u", true), showCloud = toggle("fx-show-cloud", "samples at s", true);
   var showLearned = HAS_LEARNED ? toggle("fx-show-learned", "learned map", true) : { checked: false };
+  if (HAS_LEARNED && NAMES.length > 1) {  // several learned maps: a menu picks the one drawn
+    var menu = el("select", "fx-model");
+    menu.setAttribute("aria-label", "which learned map is drawn");
+    NAMES.forEach(function (name, i) { var option = el("option", null, name); option.value = i; menu.appendChild(option); });
+    menu.addEventListener("change", function () { chosen = +menu.value; F = FIELDS[chosen] || null; answer = null; draw(); });
+    toggles.appendChild(menu);
+  }
   root.appendChild(toggles);
   var source = "Exact map: computed in this page from the mixture's parameters.";
   if (LIVE) source += " Learned map: computed by the running kernel at the point and times you pick (live).";
@@ -212,12 +220,12 @@ function flowlibMixtureExplorer(root, live) {
       var jump = got.end, lmid = got.mid, lvia = got.via, ltan = got.tangent;
       Object.assign(state, { learned_end: jump, learned_via: lvia, learned_tangent: ltan, learned_residual: distance(lvia, jump),
                              learned_error: distance(jump, end), tangent_error: distance(ltan, tangent),
-                             learned_source: LIVE ? "kernel" : "field", learned_pending: !!got.stale });
+                             learned_source: LIVE ? "kernel" : "field", learned_pending: !!got.stale, learned_model: NAMES[chosen] });
       line([x, jump], C.learned, 1.8);
       if (showVia.checked) line([x, lmid, lvia], C.learned, 1.2, [2, 3]);
       line([x, [x[0] + 0.15 * ltan[0], x[1] + 0.15 * ltan[1]]], C.learned, 1.5, [3, 2]);
       dot(jump, C.learned, 4);
-      text += "\nlearned X_s,t(x)    " + vec(jump) + "\n  error vs exact " + fmt(state.learned_error) +
+      text += "\n" + NAMES[chosen] + ":\nlearned X_s,t(x)    " + vec(jump) + "\n  error vs exact " + fmt(state.learned_error) +
         "\nlearned tangent     " + vec(ltan) + "\n  error vs exact " + fmt(state.tangent_error) +
         "\nlearned via u: residual " + fmt(state.learned_residual) + (got.stale ? "\n(updating from the kernel\u2026)" : "");
     }
