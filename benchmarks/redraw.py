@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import flowlib
-from flowlib import data, explorer
+from flowlib import data, explorer, steer
 
 CHROMIUM = Path(os.environ.get("FLOWLIB_CHROMIUM", "/usr/bin/chromium"))
 TARGET_MS = 16.0
@@ -80,6 +80,14 @@ def _chapter_9() -> str:
     return view.html
 
 
+def _chapter_12() -> str:
+    model = flowlib.build_model("psd", "eight_gaussians", width=192, depth=4)
+    reward = steer.QuadraticReward(center=[1.6, 1.6], precision=0.5)
+    view = explorer.explore_mixture(data.mixture("eight_gaussians"), {"PSD": model}, s=0.25, t=1.0, u=0.6,
+                                    reward=reward, strength=2.0, grid_size=17, time_grid=9)  # fmt: skip
+    return view.html
+
+
 def _chapter_11() -> str:
     oracle = data.digits_mixture()  # the digits mixture's exact map stands in for the learned jumps: same payload
     start = torch.randn(40, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
@@ -93,6 +101,9 @@ CASES = (
     ExplorerCase("the same on image paths, with thumbnails", "11", ("s", "t"), _chapter_11),
     ExplorerCase("any point and times, composition, learned field (explore_mixture)", "5", ("s", "t", "u"), _chapter_5),
     ExplorerCase("the same with four learned maps and a menu", "9", ("s", "t", "u"), _chapter_9),
+    ExplorerCase(
+        "the same with the look-ahead: reward, denoiser, 64 + 1024 posterior draws", "12", ("s", "t", "u"), _chapter_12
+    ),  # fmt: skip
 )
 
 

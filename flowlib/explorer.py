@@ -400,6 +400,17 @@ def _learned_field(model: FlowMapFn, extent: float, grid: int, time_grid: int) -
     }
 
 
+def _reward_grid(reward: Callable, extent: float, strength: float, label: str, n: int = 61) -> dict:
+    """The reward on an ``n``² grid of the view, ``values[iy][ix]`` (y rows, x columns), for the page's shading."""
+    axis = torch.linspace(-extent, extent, n, dtype=torch.float64)
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    with torch.no_grad():
+        values = torch.as_tensor(reward(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1))).double()
+    if values.shape != (n * n,) or not torch.isfinite(values).all():
+        raise ValueError(f"reward must return one finite value per point, shape ({n * n},); got {tuple(values.shape)}")
+    return {"values": _round(values.reshape(n, n).numpy(), 4), "strength": strength, "label": label}
+
+
 def _named_models(model: object) -> dict[str, FlowMapFn]:
     """``{name: map}`` from one learned map (named "learned map"), a dict of them, or ``None`` (no learned map)."""
     if model is None:
@@ -431,6 +442,9 @@ def explore_mixture(
     seed: int = 0,
     max_bytes: int = 1_000_000,
     live: bool = False,
+    reward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    strength: float = 1.0,
+    reward_label: str = "r",
 ) -> Explorer | LiveMixtureExplorer:
     r"""An explorer of a 2D Gaussian mixture's exact flow map at any point and any times, with composition.
 
@@ -442,6 +456,12 @@ def explore_mixture(
     :math:`X^\theta_{s,t}(x)` (or several, ``{name: map}``, with a menu that picks the one drawn) precomputed on a
     ``grid_size``² grid of the view and ``time_grid`` times (interpolated in the page) is drawn beside the exact one,
     with its tangent (its diagonal velocity), its error and its own composition residual.
+
+    With ``reward``, the look-ahead from x at time s is drawn too (chapter 12): the reward as a shading, the exact
+    denoiser :math:`D_s(x) = E[x_1 \mid x_s = x]`, exact draws of the posterior :math:`p(x_1 \mid x_s = x)` (a Gaussian
+    mixture, sampled in the page), the end of x's path :math:`X_{s,1}(x)` and the learned one; the readout compares
+    the plug-ins :math:`\lambda r(D_s(x))` and :math:`\lambda r(X_{s,1}(x))` with the log-value
+    :math:`\log h_s(x) = \log E[e^{\lambda r(x_1)} \mid x_s = x]`, averaged over 1024 exact posterior draws.
 
     With ``live=True`` the explorer is a widget (:class:`LiveMixtureExplorer`): the page asks the running kernel for
     the learned map at the very point and times the reader picks, instead of interpolating a field. Where no kernel
@@ -464,6 +484,9 @@ def explore_mixture(
         seed: seed of the cloud.
         max_bytes: refuse to build a page larger than this.
         live: ask the kernel for the learned map (needs ``model``; a widget, with the static page as its fallback).
+        reward: ``r(x)``, ``(n, 2)`` → ``(n,)``, drawn with the look-ahead (evaluated on a 61² grid of the view).
+        strength: the tilt's :math:`\lambda` in the log-value and the plug-ins.
+        reward_label: how the legend names the reward.
 
     Returns:
         An :class:`Explorer` (display it, or :meth:`Explorer.save` it), or with ``live`` a
@@ -481,6 +504,10 @@ def explore_mixture(
     check_positive_int(time_grid, "time_grid", minimum=2)
     check_positive_int(n_cloud, "n_cloud")
     check_positive_int(steps_per_unit, "steps_per_unit")
+    if reward is not None:
+        check_callable(reward, "reward", "reward(x) with x of shape (n, 2)")
+    if not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise ValueError(f"strength must be a finite number, got {strength!r}")
     if live and not models:
         raise ValueError("live=True needs a model: the kernel answers with the learned map (the page has the exact)")
     data = mixture.sample(n_cloud, seed=seed)
@@ -499,6 +526,7 @@ def explore_mixture(
         "t": float(t),
         "u": float(u),
         "cloud": _round(torch.cat([noise, data.double()], 1).numpy(), 3),
+        "reward": _reward_grid(reward, extent, float(strength), reward_label) if reward is not None else None,
         "learned_names": list(models),
         "learned": [_learned_field(each, extent, grid_size, time_grid) for each in models.values()],
     }
@@ -552,7 +580,10 @@ class LiveMixtureExplorer(anywidget.AnyWidget):
         self.observe(self._on_query, names="query")
 
     def learned_at(self, x: Sequence[float], s: float, t: float, u: float, name: str | None = None) -> dict:
-        r"""Learned map ``name`` (default: the first) at one point: ``{end, mid, via, tangent}``, each ``[x1, x2]``."""
+        r"""Learned map ``name`` (default: the first) at one point: ``{end, mid, via, tangent, ahead}``, each 2 numbers.
+
+        ``ahead`` is :math:`X_{s,1}(x)`, the look-ahead the page draws when the explorer has a reward.
+        """
         model = self.models[name if name is not None else next(iter(self.models))]
         point = torch.tensor([[float(x[0]), float(x[1])]], dtype=torch.float64)
         call = detached(model)
@@ -566,6 +597,7 @@ class LiveMixtureExplorer(anywidget.AnyWidget):
             "mid": mid[0].tolist(),
             "via": jump(mid, u, t)[0].tolist(),
             "tangent": _learned_tangent(model, point, float(s))[0].tolist(),
+            "ahead": jump(point, s, 1.0)[0].tolist(),
         }
 
     def _on_query(self, change: dict) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import flowlib
-from flowlib import data, explorer, nets
+from flowlib import data, explorer, nets, steer
 from flowlib.flowmap import FlowMap
 
 pytestmark = pytest.mark.browser
@@ -209,3 +209,42 @@ def test_bad_model_arguments_are_named():
         explorer.explore_mixture(mix, {})
     with pytest.raises(TypeError, match="model's keys must be names"):
         explorer.explore_mixture(mix, {3: FlowMap(nets.MLP(2, width=8, depth=1, n_times=2))})
+
+
+# ----------------------------------------------------------------------------- the look-ahead (chapter 12)
+def test_the_look_ahead_is_the_mixtures_exact_posterior_and_value(browser):
+    """The page's denoiser, posterior draws and log-value against flowlib.exact and steer.exact_log_value."""
+    mix = data.mixture("eight_gaussians")
+    reward = steer.QuadraticReward(center=[1.6, 1.6], precision=0.5)
+    view = explorer.explore_mixture(mix, reward=reward, strength=2.0, s=0.3, t=0.9)
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_content(f"<!DOCTYPE html><html><body>{view.html}</body></html>")
+    call = "([name, args]) => document.querySelector('.flowlib-explorer').flowlib[name](...args)"
+    point, s = [0.4, 0.2], 0.3
+    x = torch.tensor([point], dtype=torch.float64)
+    page_mean = torch.tensor(page.evaluate(call, ["denoiser", [point, s]]), dtype=torch.float64)
+    assert torch.allclose(page_mean, mix.denoiser(x, s)[0], atol=1e-9)
+    draws = torch.tensor(page.evaluate(call, ["posteriorSamples", [point, s, 4096]]), dtype=torch.float64)
+    library = mix.posterior_sample(x.expand(20_000, 2), s, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(draws.mean(0), library.mean(0), atol=0.08)
+    assert torch.allclose(torch.cov(draws.T), torch.cov(library.T), atol=0.12)
+    page_log_h = page.evaluate(call, ["logValue", [point, s, 4096]])
+    assert abs(page_log_h - float(steer.exact_log_value(mix, reward, 2.0, x, s)[0])) < 0.05
+    page.evaluate("p => document.querySelector('.flowlib-explorer').flowlib.setPoint(p)", point)
+    state = json.loads(page.locator(".flowlib-explorer").get_attribute("data-state"))
+    assert state["plugin_denoiser"] == pytest.approx(2.0 * float(reward(mix.denoiser(x, s))[0]), abs=1e-3)
+    assert "log h_s(x)" in page.locator(".fx-readout").inner_text()
+    page.locator("input.fx-show-ahead").click()  # the look-ahead switched off: no value in the readout
+    assert "log h_s(x)" not in page.locator(".fx-readout").inner_text()
+    assert errors == []
+    page.close()
+
+
+def test_a_reward_that_is_not_one_value_per_point_is_refused():
+    mix = data.mixture("eight_gaussians")
+    with pytest.raises(ValueError, match="one finite value per point"):
+        explorer.explore_mixture(mix, reward=lambda x: x)
+    with pytest.raises(ValueError, match="strength must be a finite number"):
+        explorer.explore_mixture(mix, reward=lambda x: x[:, 0], strength=float("nan"))

@@ -167,6 +167,7 @@ def test_the_kernel_side_answers_a_query_and_reports_a_failing_model():
     assert view.answer["end"] == pytest.approx([0.3 + 0.6, -0.5 - 0.3], abs=1e-6)
     assert view.answer["mid"] == pytest.approx([0.3 + 0.3, -0.5 - 0.15], abs=1e-6)
     assert view.answer["tangent"] == pytest.approx(list(DRIFT), abs=1e-2)
+    assert view.answer["ahead"] == pytest.approx([0.3 + 0.8, -0.5 - 0.4], abs=1e-6)  # X_s,1(x), the look-ahead
 
     class Broken(torch.nn.Module):
         def forward(self, x, s, t):

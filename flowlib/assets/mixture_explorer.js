@@ -11,7 +11,8 @@ function flowlibMixtureExplorer(root, live) {
   root.dataset.ready = "1";
   var D = JSON.parse(root.querySelector(".fx-data").textContent);
   var K = D.weights.length, L = D.extent, STEPS = D.steps_per_unit;
-  var C = { path: "#0072B2", point: "#E69F00", jump: "#000000", learned: "#D55E00", via: "#009E73", cloud: "#bbbbbb" };
+  var C = { path: "#0072B2", point: "#E69F00", jump: "#000000", learned: "#D55E00", via: "#009E73", cloud: "#bbbbbb",
+            denoiser: "#CC79A7", posterior: "#56B4E9" };
 
   /* ---------- the exact mixture ---------- */
   function coefficients(t) {  // alpha, beta and their derivatives (the interpolants of flowlib.interpolants)
@@ -54,14 +55,79 @@ function flowlibMixtureExplorer(root, live) {
     return y;
   }
 
-  /* ---------- the learned map: a precomputed field ---------- */
-  var FIELDS = D.learned || [], NAMES = D.learned_names || [], LIVE = live || null;
-  var F = FIELDS[0] || null, chosen = 0, HAS_LEARNED = NAMES.length > 0 && !!(F || LIVE), answer = null, inFlight = false;
-  function cell(value, lo, hi, n) {  // index and weight of value on a uniform grid of n points from lo to hi
+  /* ---------- the look-ahead from x at time s: the exact posterior p(x_1 | x_s = x), its mean, the reward ---------- */
+  // Per component k: P(k | x_s = x) and, along its covariance's eigenvectors, the posterior's mean
+  // z b lam / c and standard deviation sqrt(lam a^2 / c), with c = a^2 + b^2 lam (flowlib.exact.posterior_sample).
+  function posteriorParts(x, s) {
+    var ab = coefficients(s), a = ab[0], b = ab[1], parts = [], top = -Infinity, total = 0;
+    for (var k = 0; k < K; k++) {
+      var m = D.means[k], V = D.eigenvectors[k], lam = D.eigenvalues[k];
+      var c0 = x[0] - b * m[0], c1 = x[1] - b * m[1], log = Math.log(D.weights[k]), mean = [m[0], m[1]], sd = [0, 0];
+      for (var e = 0; e < 2; e++) {
+        var z = V[0][e] * c0 + V[1][e] * c1, c = a * a + b * b * lam[e];
+        log -= 0.5 * (z * z / c + Math.log(c));
+        mean[0] += V[0][e] * z * b * lam[e] / c; mean[1] += V[1][e] * z * b * lam[e] / c;
+        sd[e] = Math.sqrt(lam[e] * a * a / c);
+      }
+      parts.push({ log: log, mean: mean, sd: sd, V: V }); top = Math.max(top, log);
+    }
+    parts.forEach(function (part) { part.weight = Math.exp(part.log - top); total += part.weight; });
+    parts.forEach(function (part) { part.weight /= total; });
+    return parts;
+  }
+  function denoiser(x, s) {  // D_s(x) = E[x_1 | x_s = x], the posterior's mean
+    var out = [0, 0];
+    posteriorParts(x, s).forEach(function (part) { out[0] += part.weight * part.mean[0]; out[1] += part.weight * part.mean[1]; });
+    return out;
+  }
+  var DRAWS = (function () {  // fixed uniforms and standard normals, so the posterior's draws move smoothly with x and s
+    var state = 20240607, out = [];
+    function uniform() {  // mulberry32: 32-bit integer arithmetic, the same stream in every browser
+      state = (state + 0x6D2B79F5) | 0;
+      var h = Math.imul(state ^ (state >>> 15), 1 | state);
+      h = (h + Math.imul(h ^ (h >>> 7), 61 | h)) ^ h;
+      return (((h ^ (h >>> 14)) >>> 0) + 0.5) / 4294967296;
+    }
+    for (var j = 0; j < 4096; j++) {
+      var r = Math.sqrt(-2 * Math.log(uniform())), angle = 2 * Math.PI * uniform();
+      out.push({ u: uniform(), n: [r * Math.cos(angle), r * Math.sin(angle)] });
+    }
+    return out;
+  })();
+  function posteriorSamples(x, s, n) {  // n exact draws of x_1 ~ p(x_1 | x_s = x)
+    var parts = posteriorParts(x, s), out = [];
+    for (var j = 0; j < n; j++) {
+      var d = DRAWS[j % DRAWS.length], k = 0, cumulative = parts[0].weight;
+      while (d.u > cumulative && k < K - 1) { k += 1; cumulative += parts[k].weight; }
+      var part = parts[k], c0 = part.sd[0] * d.n[0], c1 = part.sd[1] * d.n[1];
+      out.push([part.mean[0] + part.V[0][0] * c0 + part.V[0][1] * c1, part.mean[1] + part.V[1][0] * c0 + part.V[1][1] * c1]);
+    }
+    return out;
+  }
+  var R = D.reward || null;  // the reward on a grid of the view: {values[iy][ix], strength, label}
+  function rewardAt(p) {  // bilinear on the grid
+    var n = R.values.length, cx = cellOf(p[0], -L, L, n), cy = cellOf(p[1], -L, L, n), out = 0;
+    [[0, 0], [0, 1], [1, 0], [1, 1]].forEach(function (o) {
+      out += (o[0] ? cy[1] : 1 - cy[1]) * (o[1] ? cx[1] : 1 - cx[1]) * R.values[cy[0] + o[0]][cx[0] + o[1]];
+    });
+    return out;
+  }
+  function logValue(x, s, n) {  // log h_s(x) = log E[exp(lambda r(x_1)) | x_s = x], by n exact posterior draws
+    var logs = posteriorSamples(x, s, n).map(function (p) { return R.strength * rewardAt(p); });
+    var top = Math.max.apply(null, logs), total = 0;
+    logs.forEach(function (v) { total += Math.exp(v - top); });
+    return top + Math.log(total / n);
+  }
+  function cellOf(value, lo, hi, n) {  // index and weight of value on a uniform grid of n points from lo to hi
     var p = Math.min(Math.max((value - lo) / (hi - lo) * (n - 1), 0), n - 1);
     var i = Math.min(Math.floor(p), n - 2);
     return [i, p - i];
   }
+
+  /* ---------- the learned map: a precomputed field ---------- */
+  var FIELDS = D.learned || [], NAMES = D.learned_names || [], LIVE = live || null;
+  var F = FIELDS[0] || null, chosen = 0, HAS_LEARNED = NAMES.length > 0 && !!(F || LIVE), answer = null, inFlight = false;
+  var cell = cellOf;
   function spatial(table, x) {  // bilinear in space: table[iy][ix] -> [2]
     var n = F.grid, cx = cell(x[0], -L, L, n), cy = cell(x[1], -L, L, n), out = [0, 0];
     [[0, 0], [0, 1], [1, 0], [1, 1]].forEach(function (o) {
@@ -86,7 +152,8 @@ function flowlibMixtureExplorer(root, live) {
   }
   function learnedFromField(x, s, t, u) {
     var mid = learnedJump(x, s, u);
-    return { end: learnedJump(x, s, t), mid: mid, via: learnedJump(mid, u, t), tangent: learnedTangent(x, s) };
+    return { end: learnedJump(x, s, t), mid: mid, via: learnedJump(mid, u, t), tangent: learnedTangent(x, s),
+             ahead: learnedJump(x, s, 1) };
   }
 
   /* ---------- the learned map: live, asked of the kernel ---------- */
@@ -120,6 +187,9 @@ function flowlibMixtureExplorer(root, live) {
     "<div><span class='fx-key fx-key-dot'></span>x at time s, with its tangent</div>" +
     "<div><span class='fx-key fx-key-jump'></span>jump X<sub>s,t</sub>(x)</div>" +
     "<div><span class='fx-key' style='border-top:2px dotted " + C.via + ";height:0'></span>via u: X<sub>u,t</sub>(X<sub>s,u</sub>(x))</div>" +
+    (R ? "<div><span class='fx-key' style='background:" + C.denoiser + ";width:9px;height:9px'></span>denoiser D<sub>s</sub>(x)</div>" +
+         "<div><span class='fx-key' style='background:" + C.posterior + ";width:9px;height:9px;border-radius:50%'></span>" +
+         "exact draws of p(x<sub>1</sub> | x<sub>s</sub> = x)</div><div>shading: the reward " + (R.label || "r") + "</div>" : "") +
     (HAS_LEARNED ? "<div><span class='fx-key' style='border-top:2px solid " + C.learned + ";height:0'></span>learned jump and tangent</div>" : "");
   side.appendChild(readout);
   main.appendChild(canvas); main.appendChild(side); root.appendChild(main);
@@ -150,6 +220,7 @@ function flowlibMixtureExplorer(root, live) {
   }
   var showVia = toggle("fx-show-via", "compose through u", true), showCloud = toggle("fx-show-cloud", "samples at s", true);
   var showLearned = HAS_LEARNED ? toggle("fx-show-learned", "learned map", true) : { checked: false };
+  var showAhead = R ? toggle("fx-show-ahead", "look-ahead to t = 1", true) : { checked: false };
   if (HAS_LEARNED && NAMES.length > 1) {  // several learned maps: a menu picks the one drawn
     var menu = el("select", "fx-model");
     menu.setAttribute("aria-label", "which learned map is drawn");
@@ -168,6 +239,18 @@ function flowlibMixtureExplorer(root, live) {
   var x = D.start.slice(), ctx = canvas.getContext("2d"), W = 540, H = 420;
   canvas.width = W * 2; canvas.height = H * 2; ctx.scale(2, 2);
   var scale = Math.min(W, H) / (2 * L);
+  var shade = R ? (function () {  // the reward as a light shading, drawn once into an image of the grid
+    var n = R.values.length, image = document.createElement("canvas"), lo = Infinity, hi = -Infinity;
+    image.width = n; image.height = n;
+    R.values.forEach(function (row) { row.forEach(function (v) { lo = Math.min(lo, v); hi = Math.max(hi, v); }); });
+    var g = image.getContext("2d"), pixels = g.createImageData(n, n);
+    for (var iy = 0; iy < n; iy++) for (var ix = 0; ix < n; ix++) {
+      var level = (R.values[iy][ix] - lo) / Math.max(hi - lo, 1e-12), o = 4 * ((n - 1 - iy) * n + ix);  // row 0 is the top
+      pixels.data[o] = 0; pixels.data[o + 1] = 158; pixels.data[o + 2] = 115; pixels.data[o + 3] = Math.round(90 * level);
+    }
+    g.putImageData(pixels, 0, 0);
+    return image;
+  })() : null;
   function px(p) { return [W / 2 + p[0] * scale, H / 2 - p[1] * scale]; }
   function fromPx(u, v) { return [(u - W / 2) / scale, (H / 2 - v) / scale]; }
   function line(points, colour, width, dash) {
@@ -194,6 +277,7 @@ function flowlibMixtureExplorer(root, live) {
     root.querySelector(".fx-t-value").textContent = t.toFixed(3);
     root.querySelector(".fx-u-value").textContent = u.toFixed(3);
     ctx.clearRect(0, 0, W, H); ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H);
+    if (shade && showAhead.checked) ctx.drawImage(shade, W / 2 - L * scale, H / 2 - L * scale, 2 * L * scale, 2 * L * scale);
     if (showCloud.checked) {
       var ab = coefficients(s);
       D.cloud.forEach(function (pair) { dot([ab[0] * pair[0] + ab[1] * pair[2], ab[0] * pair[1] + ab[1] * pair[3]], C.cloud, 1.6); });
@@ -229,9 +313,28 @@ function flowlibMixtureExplorer(root, live) {
         "\nlearned tangent     " + vec(ltan) + "\n  error vs exact " + fmt(state.tangent_error) +
         "\nlearned via u: residual " + fmt(state.learned_residual) + (got.stale ? "\n(updating from the kernel\u2026)" : "");
     }
+    if (R && showAhead.checked) text += lookAhead(x, s, got && !got.error ? got.ahead : null);
     dot(x, C.point, 5);
     readout.textContent = text;
     root.dataset.state = JSON.stringify(state);
+  }
+  function lookAhead(x, s, learnedAhead) {  // draws the look-ahead from x at s, returns its lines of the readout
+    var draws = posteriorSamples(x, s, 64), mean = denoiser(x, s), ahead = flowMap(x, s, 1), lam = R.strength;
+    draws.forEach(function (p) { dot(p, C.posterior, 2.2); });
+    var q = px(mean);
+    ctx.fillStyle = C.denoiser; ctx.fillRect(q[0] - 4.5, q[1] - 4.5, 9, 9);
+    dot(ahead, C.jump, 5, true);
+    var logH = logValue(x, s, 1024);
+    Object.assign(state, { lookahead_denoiser: mean, lookahead_end: ahead, log_value: logH,
+                           plugin_denoiser: lam * rewardAt(mean), plugin_flow_map: lam * rewardAt(ahead) });
+    var text = "\nlook-ahead from x at s (lambda = " + lam + "):\n  log h_s(x) ~ " + fmt(logH) + " (1024 exact draws)" +
+      "\n  lambda r(D_s(x))     " + fmt(state.plugin_denoiser) + "\n  lambda r(X_s,1(x))   " + fmt(state.plugin_flow_map);
+    if (learnedAhead) {
+      state.plugin_learned = lam * rewardAt(learnedAhead);
+      dot(learnedAhead, C.learned, 4, true);
+      text += "\n  lambda r(" + NAMES[chosen] + "'s X_s,1(x)) " + fmt(state.plugin_learned);
+    }
+    return text;
   }
   canvas.addEventListener("click", function (event) {
     var box = canvas.getBoundingClientRect();
@@ -256,7 +359,8 @@ function flowlibMixtureExplorer(root, live) {
       tIn.value = t; draw();
     }, 40);
   });
-  root.flowlib = { velocity: velocity, flowMap: flowMap, learnedJump: F && !LIVE ? learnedJump : null,
+  root.flowlib = { velocity: velocity, flowMap: flowMap, learnedJump: F && !LIVE ? learnedJump : null, denoiser: denoiser,
+                   posteriorSamples: posteriorSamples, logValue: R ? logValue : null, rewardAt: R ? rewardAt : null,
                    setPoint: function (p) { x = p.slice(); draw(); } };
   draw();
 }
