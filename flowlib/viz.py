@@ -21,13 +21,14 @@ import json
 import re
 from collections.abc import Callable, Sequence
 
+import ipywidgets
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import animation
 
-from flowlib._validate import check_positive_int
+from flowlib._validate import check_callable, check_positive_int
 
 #: Okabe-Ito colours: blue, orange, green, vermillion, purple, sky blue, yellow, black.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -543,6 +544,90 @@ def frame_slider(
     if len(page) > max_bytes:
         raise ValueError(f"the frames take {len(page)} bytes > max_bytes = {max_bytes}; lower the dpi or the values")
     return page
+
+
+class LiveFrames(ipywidgets.VBox):
+    """A parameter control computed by the kernel at any value, with precomputed frames where no kernel runs.
+
+    The widget is a slider over a continuous range and an image of the figure, redrawn by the kernel for the value
+    the reader picks (a matplotlib figure rendered to PNG). Shown where no widget manager runs (the static site, a
+    saved notebook), its HTML fallback is :func:`frame_slider`'s precomputed frames. Build it with
+    :func:`live_frame_slider`.
+
+    Attributes:
+        slider: the ``ipywidgets.FloatSlider`` the reader moves.
+        image: the ``ipywidgets.Image`` showing the figure at the slider's value.
+        fallback: the precomputed frames' HTML.
+    """
+
+    def __init__(self, fig: plt.Figure, draw: Callable[[float], object], slider: ipywidgets.FloatSlider,
+                 fallback: str, dpi: int) -> None:  # fmt: skip
+        """Args: fig: the figure; draw: redraws it for a value; slider: the control; fallback: frames' HTML."""
+        self.fig, self.draw, self.dpi, self.fallback = fig, draw, dpi, fallback
+        self.slider, self.image = slider, ipywidgets.Image(format="png", layout=ipywidgets.Layout(max_width="100%"))
+        super().__init__([self.image, self.slider])
+        self.slider.observe(lambda change: self.show(change["new"]), names="value")
+        self.show(self.slider.value)
+
+    def show(self, value: float) -> bytes:
+        """Redraw the figure for ``value`` and show it; returns the PNG."""
+        import io
+
+        self.draw(float(value))
+        buffer = io.BytesIO()
+        self.fig.savefig(buffer, format="png", dpi=self.dpi)
+        png = buffer.getvalue()
+        self.image.value = png
+        return png
+
+    def _repr_mimebundle_(self, **kwargs: object) -> dict:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/html"] = self.fallback  # shown where no widget manager runs: the static site, a saved notebook
+        return bundle
+
+
+def live_frame_slider(
+    fig: plt.Figure,
+    draw: Callable[[float], object],
+    values: Sequence[float],
+    label: str,
+    alt: str,
+    *,
+    step: float | None = None,
+    dpi: int = 100,
+    frames_dpi: int = 150,
+) -> LiveFrames:
+    """:func:`frame_slider` computed live: in a running notebook the kernel redraws the figure at any value.
+
+    ``draw(value)`` redraws the figure for one parameter value. The slider spans ``min(values)`` to ``max(values)``
+    in steps of ``step`` (default: a hundredth of the range) and starts at ``values[0]``; the static fallback holds
+    one precomputed frame per entry of ``values``, drawn by the same function, so the site shows what the notebook
+    would at those values.
+
+    Args:
+        fig: the figure, laid out for every value (reserve room for titles that change).
+        draw: ``draw(value)`` redraws the figure for a parameter value.
+        values: the values of the precomputed frames (at most 40), which also fix the slider's range.
+        label: the parameter's name as the controls show it (e.g. ``"λ"``).
+        alt: what every frame shows.
+        step: the live slider's step.
+        dpi: resolution of the live image.
+        frames_dpi: resolution of the precomputed frames.
+
+    Returns:
+        A :class:`LiveFrames` widget (display it). The figure is closed in pyplot and redrawn by the widget.
+    """
+    check_callable(draw, "draw", "draw(value)")
+    if not values:
+        raise ValueError("values must hold at least one value")
+    low, high = float(min(values)), float(max(values))
+    step = step if step is not None else max((high - low) / 100, 1e-6)
+    # frame_slider closes the figure (so the notebook does not show it once more); a closed figure still draws
+    fallback = frame_slider(fig, lambda k: draw(float(values[k])), values, label, alt, dpi=frames_dpi)
+    slider = ipywidgets.FloatSlider(value=float(values[0]), min=low, max=high, step=step, description=label,
+                                    continuous_update=False, readout_format=".2f")  # fmt: skip
+    return LiveFrames(fig, draw, slider, fallback, dpi)
 
 
 def animate_points(

@@ -183,6 +183,33 @@ def test_a_frame_slider_holds_one_frame_per_value_and_says_which_it_shows():
         viz.frame_slider(plt.figure(), lambda k: None, [], "λ", alt="none")
 
 
+def test_a_live_frame_slider_redraws_in_the_kernel_at_any_value_and_falls_back_to_its_frames():
+    fig, ax = plt.subplots(figsize=(2, 2))
+    (line,) = ax.plot([0, 1], [0, 0])
+    ax.set_ylim(0, 3)
+    drawn = []
+
+    def draw(value):
+        drawn.append(value)
+        line.set_ydata([0, value])
+
+    widget = viz.live_frame_slider(fig, draw, [0.5, 1, 2], "λ", alt="a line that tilts", step=0.25)
+    assert drawn[:3] == [0.5, 1.0, 2.0], "the fallback's frames are drawn by the same function, at the given values"
+    bundle = widget._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert data["text/html"].count("data:image/png;base64,") == 4  # the static frames, where no kernel runs
+    assert (widget.slider.min, widget.slider.max, widget.slider.step, widget.slider.value) == (0.5, 2.0, 0.25, 0.5)
+    before = widget.image.value
+    widget.slider.value = 1.75  # a value with no precomputed frame: the kernel draws it
+    assert drawn[-1] == 1.75 and widget.image.value != before and bytes(widget.image.value).startswith(b"\x89PNG")
+    plt.close(fig)
+    with pytest.raises(TypeError, match="draw must be a callable"):
+        viz.live_frame_slider(plt.figure(), None, [1.0], "λ", alt="none")
+    with pytest.raises(ValueError, match="at least one value"):
+        viz.live_frame_slider(plt.figure(), draw, [], "λ", alt="none")
+
+
 def test_image_rows_label_each_row_and_show_the_asked_columns():
     images = torch.linspace(-1, 1, 10 * 64).reshape(10, 1, 8, 8)
     fig = viz.image_rows([("real", images), (r"$X_{1,0}$", images)], n_columns=4)
