@@ -52,6 +52,44 @@ def site(request, tmp_path_factory) -> Path:
     return out / "_build" / "html"
 
 
+#: sphinx-exercise's solution admonitions, whatever the order of their classes
+SOLUTION_CLASS = re.compile(r'class="[^"]*\bsolution(-start)?\b[^"]*"')
+
+
+@pytest.fixture(scope="session")
+def student_site(request, tmp_path_factory) -> Path:
+    """The student site (``FLOWMAPS_EDITION=student``) built from the same smoke-mode chapters as the reader site.
+
+    The site CI reads afterwards (``FLOWLIB_SITE``) is README command 1's reader site; the student site is checked
+    in the test command's own run, from the chapters that run executed."""
+    if BUILT_SITE:
+        pytest.skip("the student site is built and checked in the test command's own run (smoke mode)")
+    folder, runs = request.getfixturevalue("executed_book")
+    assert not [name for name, run in runs.items() if run.error is not None], "chapters failed in smoke mode"
+    out = tmp_path_factory.mktemp("student-site")
+    env = dict(os.environ, FLOWLIB_SMOKE="1", FLOWLIB_CACHE=str(out / "cache"), FLOWMAPS_EDITION="student")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jupyter_book), "build", str(folder), "--all", "-W", "-n", "--keep-going", "--path-output", str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, f"student site build failed:\n{(done.stdout + done.stderr)[-6000:]}"
+    return out / "_build" / "html"
+
+
+def test_the_student_site_leads_to_no_solution(student_site):
+    """No solution on any chapter page, and no door to one: no download, source or repository buttons, no copied
+    sources, and the Colab badge and button open the student editions (issue 33, part 3)."""
+    assert not (student_site / "_sources").exists(), "page sources (with solutions) were copied"
+    for chapter in CHAPTERS:
+        html = (student_site / "book" / f"{chapter.stem}.html").read_text()
+        for button in ("btn-download-source-button", "btn-download-pdf-button", "btn-source-repository-button",
+                       "btn-source-issues-button", "btn-source-edit-button"):  # fmt: skip
+            assert button not in html, f"{chapter.name}: {button} on the student site"
+        colab = re.findall(r'href="(https://colab\.research\.google\.com/github/[^"]+)"', html)
+        assert colab and all("/student/" in url for url in colab), f"{chapter.name}: {colab}"
+        assert not SOLUTION_CLASS.search(html), f"{chapter.name}: a solution on the student site"
+        assert "BEGIN SOLUTION" not in html and "BEGIN HIDDEN TESTS" not in html
+
+
 def test_every_chapter_page_is_built(site):
     for chapter in CHAPTERS:
         page = site / "book" / f"{chapter.stem}.html"

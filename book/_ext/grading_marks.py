@@ -10,6 +10,11 @@ drops every solution, with the code cells inside (sphinx-exercise's own ``hide_s
 drops a ``{solution-start}`` but leaves its cells and its ``{solution-end}``, which then fails the build)::
 
     FLOWMAPS_EDITION=student jupyter-book build . --path-output _build/student
+
+A student build also leads to no solution by another door: no download buttons (they serve the chapter's source,
+solutions and hidden tests included), no repository, source or issue buttons, no copied page sources
+(``_sources/``), and the Colab button opens the chapter's student edition (``student/``) instead of the Colab
+edition with solutions.
 """
 
 from __future__ import annotations
@@ -68,7 +73,55 @@ class DropSolutions(SphinxTransform):
             node.parent.remove(node)
 
 
+COLAB_GITHUB = "https://colab.research.google.com/github/"
+
+
+def _student_edition_url(url: str) -> str:
+    """A Colab link to a chapter's reader or Colab edition, pointed at its student edition."""
+    if not url.startswith(COLAB_GITHUB):
+        return url
+    return url.replace("/colab/", "/student/", 1).replace("/book/", "/student/", 1)
+
+
+class StudentColabBadges(SphinxTransform):
+    """In a student build, the chapters' "Open in Colab" badges open the student editions."""
+
+    default_priority = 21
+
+    def apply(self, **kwargs) -> None:  # noqa: ARG002
+        if not student_build():
+            return
+        for reference in self.document.findall(nodes.reference):
+            if "refuri" in reference:
+                reference["refuri"] = _student_edition_url(reference["refuri"])
+
+
+#: the header buttons a student site leaves out: each serves or links to the sources, solutions included
+STUDENT_HIDDEN_BUTTONS = ("download-buttons", "source-buttons")
+
+
+def _student_config(app, config):  # noqa: ARG001 (Sphinx's signature)
+    if student_build():
+        config.html_copy_source = False  # _sources/ would hold every chapter with its solutions
+        config.html_show_sourcelink = False
+
+
+def _student_buttons(app, pagename, templatename, context, doctree):  # noqa: ARG001 (Sphinx's signature)
+    if not student_build():
+        return
+    groups = [group for group in context.get("header_buttons", []) if group.get("label") not in STUDENT_HIDDEN_BUTTONS]
+    for group in groups:
+        for button in group.get("buttons", []):
+            if "url" in button:
+                button["url"] = _student_edition_url(button["url"])
+    context["header_buttons"] = groups
+
+
 def setup(app):
     app.add_transform(StripGradingMarkers)
     app.add_transform(DropSolutions)
+    app.add_transform(StudentColabBadges)
+    app.connect("config-inited", _student_config)
+    # after sphinx-book-theme adds its buttons (501) and colab_links points Colab at the Colab editions (900)
+    app.connect("html-page-context", _student_buttons, priority=950)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
