@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import re
 import subprocess
@@ -307,6 +308,40 @@ def test_explorer_renders_and_responds_to_s_t_and_play(server, browser):
     # the exact map's jump error is printed as zero; the Euler jump's is not
     readouts = [explorers.nth(k).locator(".fx-error").inner_text() for k in range(explorers.count())]
     assert float(readouts[0]) < 1e-3 and float(readouts[-1]) > 1e-3
+    assert page.errors == []
+    page.page.close()
+
+
+@pytest.mark.browser
+def test_on_the_built_site_a_click_starts_a_path_that_the_library_confirms(server, browser):
+    """Chapter 5's explorer as the site serves it: a click's jump, its tangent and the composition residual
+    against flowlib's exact map, and s, t and u each change the drawing (issue 32)."""
+    import torch
+
+    from flowlib import data
+
+    mix = data.mixture("eight_gaussians")
+    chapter = next(c for c in CHAPTERS if c.stem.startswith("05_"))
+    page = Page(browser, chapter_url(server, chapter))
+    root = page.page.locator(".flowlib-explorer[data-flowlib-explorer='1']").first
+    canvas = root.locator("canvas.fx-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    canvas.click(position={"x": 0.62 * box["width"], "y": 0.3 * box["height"]})
+    state = json.loads(root.get_attribute("data-state"))
+    x = torch.tensor([state["x"]], dtype=torch.float64)
+    end, tangent = mix.flow_map(x, state["s"], state["t"])[0], mix.velocity(x, state["s"])[0]
+    assert torch.allclose(torch.tensor(state["exact_end"], dtype=torch.float64), end, atol=1e-3)
+    assert torch.allclose(torch.tensor(state["exact_tangent"], dtype=torch.float64), tangent, atol=1e-6)
+    via = mix.flow_map(mix.flow_map(x, state["s"], state["u"]), state["u"], state["t"])
+    residual = float((via - mix.flow_map(x, state["s"], state["t"])).norm())
+    assert abs(state["exact_residual"] - residual) < 1e-3
+    image = root.evaluate("el => el.querySelector('canvas.fx-canvas').toDataURL()")
+    for name, value in (("s", "0.1"), ("t", "0.95"), ("u", "0.3")):
+        root.locator(f"input.fx-{name}").fill(value)
+        after = root.evaluate("el => el.querySelector('canvas.fx-canvas').toDataURL()")
+        assert after != image, f"moving {name} did not redraw"
+        image = after
     assert page.errors == []
     page.page.close()
 
