@@ -46,7 +46,7 @@ from flowlib import ode
 from flowlib._validate import as_points, check_callable, check_positive_int
 from flowlib.exact import GaussianMixture
 from flowlib.nets import detached
-from flowlib.viz import PALETTE
+from flowlib.viz import PALETTE, with_html_fallback
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 FlowMapFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -609,7 +609,4 @@ class LiveMixtureExplorer(anywidget.AnyWidget):
         self.answer = {"key": query.get("key", ""), **reply}
 
     def _repr_mimebundle_(self, **kwargs: object) -> dict:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/html"] = self.fallback  # shown where no widget manager runs: the static site, a saved notebook
-        return bundle
+        return with_html_fallback(super()._repr_mimebundle_(**kwargs), self.fallback)

@@ -546,6 +546,17 @@ def frame_slider(
     return page
 
 
+def with_html_fallback(bundle: dict | tuple, html: str) -> dict | tuple:
+    """A widget's mime bundle with ``html`` as its ``text/html``: what a page without a widget manager shows.
+
+    JupyterLab, Notebook and Colab render the widget view; the static site (``_config.yml`` ranks the widget view
+    below HTML) and a saved notebook show ``html``. ``bundle`` is ipywidgets' ``data`` or ``(data, metadata)``.
+    """
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    data["text/html"] = html
+    return bundle
+
+
 class LiveFrames(ipywidgets.VBox):
     """A parameter control computed by the kernel at any value, with precomputed frames where no kernel runs.
 
@@ -581,10 +592,7 @@ class LiveFrames(ipywidgets.VBox):
         return png
 
     def _repr_mimebundle_(self, **kwargs: object) -> dict:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/html"] = self.fallback  # shown where no widget manager runs: the static site, a saved notebook
-        return bundle
+        return with_html_fallback(super()._repr_mimebundle_(**kwargs), self.fallback)
 
 
 def live_frame_slider(

@@ -154,16 +154,21 @@ def test_moving_s_t_and_u_redraws_and_the_keyboard_moves_the_point(mixture_page)
     assert errors == []
 
 
-def test_the_learned_jump_at_the_fields_nodes_is_the_models(mixture_page):
-    page, _, model, view, errors = mixture_page
-    field = view.payload["learned"][0]
+def _assert_page_jump_is_the_models(page, view, index: int, model, nodes: tuple, times: tuple) -> None:
+    """At a node of learned field ``index`` (grid ``nodes``, field ``times``), the page's jump is the model's."""
+    field = view.payload["learned"][index]
     axis = torch.linspace(-view.payload["extent"], view.payload["extent"], field["grid"])
-    point, s, t = [float(axis[2]), float(axis[6])], field["times"][1], field["times"][3]
+    point, s, t = [float(axis[nodes[0]]), float(axis[nodes[1]])], field["times"][times[0]], field["times"][times[1]]
     page_jump = page.evaluate("([p, s, t]) => document.querySelector('.flowlib-explorer').flowlib.learnedJump(p, s, t)",
                               [point, s, t])  # fmt: skip
     with torch.no_grad():
         expected = model(torch.tensor([point]), torch.tensor([s]), torch.tensor([t]))[0]
     assert torch.allclose(torch.tensor(page_jump, dtype=torch.float64), expected.double(), atol=2e-3)
+
+
+def test_the_learned_jump_at_the_fields_nodes_is_the_models(mixture_page):
+    page, _, model, view, errors = mixture_page
+    _assert_page_jump_is_the_models(page, view, 0, model, nodes=(2, 6), times=(1, 3))
     state = _state(page)
     assert {"learned_end", "learned_residual", "learned_error", "tangent_error"} <= set(state)
     assert "learned X_s,t(x)" in page.locator(".fx-readout").inner_text()
@@ -191,14 +196,7 @@ def test_a_menu_picks_which_of_several_learned_maps_is_drawn(browser):
     assert second["learned_model"] == "second"
     assert second["learned_end"] != first["learned_end"]
     # at a node of the field's grid the page's jump is the second model's own
-    field = view.payload["learned"][1]
-    axis = torch.linspace(-view.payload["extent"], view.payload["extent"], field["grid"])
-    point, s, t = [float(axis[1]), float(axis[3])], field["times"][0], field["times"][2]
-    page_jump = page.evaluate("([p, s, t]) => document.querySelector('.flowlib-explorer').flowlib.learnedJump(p, s, t)",
-                              [point, s, t])  # fmt: skip
-    with torch.no_grad():
-        expected = maps["second"](torch.tensor([point]), torch.tensor([s]), torch.tensor([t]))[0]
-    assert torch.allclose(torch.tensor(page_jump, dtype=torch.float64), expected.double(), atol=2e-3)
+    _assert_page_jump_is_the_models(page, view, 1, maps["second"], nodes=(1, 3), times=(0, 2))
     assert errors == []
     page.close()
 
