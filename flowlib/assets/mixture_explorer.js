@@ -4,7 +4,8 @@
  * point, any times, no kernel and no grid. Learned maps (D.learned_names, a menu picks one) arrive as dense
  * precomputed fields D.learned[i] = {jumps[is][it][iy][ix], tangents[is][iy][ix]}, interpolated (bilinear in space,
  * bilinear in (s, t)), or live from a kernel: `live` is {ask(query), onAnswer(callback)} (flowlib.explorer's widget),
- * and the kernel answers each query {key, model, x, s, t, u} with {key, end, mid, via, tangent} (or {key, error}). */
+ * and the kernel answers each query {key, model, x, s, t, u} with {key, end, mid, via, tangent, ahead} or {key, error}.
+ * With D.reward the look-ahead from x at time s is drawn: the exact posterior, its mean, X_s,1(x) and the reward. */
 function flowlibMixtureExplorer(root, live) {
   "use strict";
   if (!root || root.dataset.ready === "1") return;
