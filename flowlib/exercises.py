@@ -37,12 +37,24 @@ def _ok(message: str) -> None:
     print(f"\u2713 {message}")
 
 
+#: the private helpers that compute exercises' answers for the checks; switched off while a student's answer runs,
+#: so that calling one (they are importable from this module) passes no check and no hidden test
+PRIVATE_ANSWERS = tuple(
+    f"flowlib.exercises.{name}"
+    for name in ("_euler_jump_residual", "_meanflow_target", "_lsd_without_stopgrad", "_expected_proximal")
+)
+
+
 def _call(function: Callable, name: str, *args: object) -> object:
-    """Call an answer; the student edition's unwritten ``raise NotImplementedError()`` becomes a clear message."""
+    """Call an answer with the private answers switched off; an unwritten answer gets a clear message.
+
+    The student edition's ``raise NotImplementedError()`` becomes an ``AssertionError`` that says what to do.
+    """
     own_name = getattr(function, "__name__", "<lambda>")
     name = name if own_name.startswith("<") else own_name  # a lambda has no name worth quoting
     try:
-        return function(*args)
+        with forbidding(*PRIVATE_ANSWERS):
+            return function(*args)
     except NotImplementedError:
         raise AssertionError(
             f"{name} is not written yet: replace `raise NotImplementedError()` in its cell by your code, run that "

@@ -192,6 +192,28 @@ def test_the_lsd_check_tells_a_stop_gradient_from_a_full_gradient():
         exercises.grade_lsd_without_stopgrad(lambda m, x, s, t: losses.lsd(m, m, x, s, t, reduction="none"))
 
 
+@pytest.mark.parametrize(
+    ("check", "grade", "private"),
+    [
+        ("check_euler_jump_residual", "grade_euler_jump_residual", "_euler_jump_residual"),
+        ("check_meanflow_target", "grade_meanflow_target", "_meanflow_target"),
+        ("check_lsd_without_stopgrad", "grade_lsd_without_stopgrad", "_lsd_without_stopgrad"),
+        ("check_proximal_point", "grade_proximal_point", "_expected_proximal"),
+    ],
+)
+def test_the_private_answers_of_the_checks_pass_nothing(check, grade, private):
+    """exercises' own helpers compute the answers the checks compare with; an answer that calls one fails."""
+    assert f"flowlib.exercises.{private}" in exercises.PRIVATE_ANSWERS
+
+    def copied(*args):
+        return getattr(exercises, private)(*args)
+
+    for run in (check, grade):
+        with pytest.raises(AssertionError, match=f"your code called flowlib.exercises.{private}"):
+            getattr(exercises, run)(copied)
+    assert getattr(exercises, private).__code__.co_name == private, "the helper is restored afterwards"
+
+
 def test_an_unwritten_answer_gets_a_helpful_message():
     def my_heun_step(velocity, x, t, h):
         raise NotImplementedError()
