@@ -30,12 +30,27 @@ import torch
 
 import flowlib
 from flowlib import data, metrics, nets, sampling
-from flowlib.fitting import COST, METHODS, TEACHER_METHODS, resolve_options
+from flowlib.fitting import METHODS, TEACHER_METHODS, Method, resolve_options
 from flowlib.flowmap import FlowMap, VelocityModel
 from flowlib.progress import progress_bar
 
-FROM_SCRATCH = ("lsd", "esd", "psd", "meanflow", "improved_meanflow", "consistency_training", "shortcut")
-DISTILLED = ("lmd", "emd", "progressive", "consistency_distillation")
+
+def benchmarked_methods(methods: dict[str, Method] | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The benchmark's methods, read from the table of methods (those marked ``benchmarked``), in the book's order.
+
+    Args:
+        methods: the table to read; :data:`flowlib.fitting.METHODS` as it is at the call when omitted.
+
+    Returns:
+        ``(from_scratch, distilled)``: the methods that learn without a teacher, and those distilled from one.
+    """
+    table = METHODS if methods is None else methods
+    chosen = [name for name, method in table.items() if method.benchmarked]
+    return (tuple(name for name in chosen if table[name].teacher == "none"),
+            tuple(name for name in chosen if table[name].teacher != "none"))  # fmt: skip
+
+
+FROM_SCRATCH, DISTILLED = benchmarked_methods()
 #: Rows that train a method with other options, named ``<method>_<variant>``: PSD as Boffi et al. ran it, with
 #: two jumps through the midpoint or through a uniformly drawn intermediate time, beside the book's four jumps.
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -247,14 +262,14 @@ def _cost_per_sample(method: str, options: dict) -> float:
     """Forward-pass equivalents per training sample, averaged over diagonal and off-diagonal pairs.
 
     Pairs on the diagonal cost a flow-matching step where the method regresses a target velocity
-    there; each PSD teacher jump beyond the four that :data:`flowlib.fitting.COST` counts costs one pass.
+    there; each PSD teacher jump beyond the four that its row's ``cost`` counts costs one pass.
     """
     spec, resolved = METHODS[method], resolve_options(method, options)
-    off_diagonal = COST[method] + (resolved.psd_jumps - 4 if "psd_jumps" in spec.options else 0)
+    off_diagonal = spec.cost + (resolved.psd_jumps - 4 if "psd_jumps" in spec.options else 0)
     if not spec.needs_velocity_target:
         return float(off_diagonal)
     fraction = resolved.diagonal_fraction
-    return fraction * COST["flow_matching"] + (1 - fraction) * off_diagonal
+    return fraction * METHODS["flow_matching"].cost + (1 - fraction) * off_diagonal
 
 
 def _summarise(raw: dict[str, list[float]], baseline: dict[str, list[float]]) -> dict:

@@ -311,6 +311,8 @@ class Method:
             JVP with its forward 2, a backward through a JVP 4).
         options: the options it reads besides :data:`COMMON_OPTIONS`.
         defaults: its defaults, each with a one-line reason.
+        benchmarked: whether ``python -m benchmarks`` trains it (its rows in ``book/generated/benchmark.*``);
+            a new objective starts unbenchmarked, and its row says ``True`` once the benchmark is regenerated.
     """
 
     chapter: int
@@ -323,6 +325,7 @@ class Method:
     cost: int
     options: tuple[str, ...] = ()
     defaults: dict[str, Default] = field(default_factory=dict)
+    benchmarked: bool = False
 
     @property
     def needs_velocity_target(self) -> bool:
@@ -358,35 +361,35 @@ METHODS: dict[str, Method] = {
         },
     ),
     "lmd": Method(
-        chapter=6, title="Lagrangian map distillation", kind="flow_map", cost=7,
+        chapter=6, title="Lagrangian map distillation", kind="flow_map", cost=7, benchmarked=True,
         loss=_lmd, pairs=_free_pairs, diagonal="split", teacher="velocity",
         options=DIAGONAL_OPTIONS + PAIR_OPTIONS + ("stopgrad_target",),
         defaults={"diagonal_target": Default("teacher", "the teacher knows the velocity exactly")},
     ),
     "emd": Method(
-        chapter=6, title="Eulerian map distillation", kind="flow_map", cost=8,
+        chapter=6, title="Eulerian map distillation", kind="flow_map", cost=8, benchmarked=True,
         loss=_emd, pairs=_free_pairs, diagonal="split", teacher="velocity",
         options=DIAGONAL_OPTIONS + PAIR_OPTIONS,
         defaults={"diagonal_target": Default("teacher", "the teacher knows the velocity exactly")},
     ),
     "progressive": Method(
-        chapter=6, title="progressive flow-map matching", kind="flow_map", cost=5,
+        chapter=6, title="progressive flow-map matching", kind="flow_map", cost=5, benchmarked=True,
         loss=_progressive, pairs=_free_pairs, diagonal="split", teacher="velocity_or_map",
         options=DIAGONAL_OPTIONS + PAIR_OPTIONS + ("teacher_steps",),
         defaults={"diagonal_target": Default("teacher", "the teacher knows the velocity exactly")},
     ),
     "lsd": Method(
-        chapter=7, title="Lagrangian self-distillation", kind="flow_map", cost=7,
+        chapter=7, title="Lagrangian self-distillation", kind="flow_map", cost=7, benchmarked=True,
         loss=_lsd, pairs=_free_pairs, diagonal="split", teacher="none",
         options=DIAGONAL_OPTIONS + PAIR_OPTIONS, defaults=_SELF_DISTILLATION,
     ),
     "esd": Method(
-        chapter=7, title="Eulerian self-distillation", kind="flow_map", cost=9,
+        chapter=7, title="Eulerian self-distillation", kind="flow_map", cost=9, benchmarked=True,
         loss=_esd, pairs=_free_pairs, diagonal="split", teacher="none",
         options=DIAGONAL_OPTIONS + PAIR_OPTIONS, defaults=_SELF_DISTILLATION,
     ),
     "psd": Method(
-        chapter=7, title="progressive self-distillation", kind="flow_map", cost=7,  # four teacher jumps: K + 3
+        chapter=7, title="progressive self-distillation", kind="flow_map", cost=7, benchmarked=True,  # 4 jumps: K + 3
         loss=_psd, pairs=_free_pairs, diagonal="inside", teacher="none",
         options=DIAGONAL_OPTIONS + PAIR_OPTIONS + ("psd_jumps", "psd_intermediate"),
         defaults={
@@ -399,27 +402,27 @@ METHODS: dict[str, Method] = {
         },
     ),
     "meanflow": Method(
-        chapter=8, title="MeanFlow", kind="flow_map", cost=6,
+        chapter=8, title="MeanFlow", kind="flow_map", cost=6, benchmarked=True,
         loss=_meanflow, pairs=_free_pairs, diagonal="inside", teacher="none",
         options=MEANFLOW_OPTIONS, defaults=_MEANFLOW,
     ),
     "improved_meanflow": Method(
-        chapter=8, title="improved MeanFlow", kind="flow_map", cost=7,
+        chapter=8, title="improved MeanFlow", kind="flow_map", cost=7, benchmarked=True,
         loss=_improved_meanflow, pairs=_free_pairs, diagonal="inside", teacher="none",
         options=MEANFLOW_OPTIONS, defaults=_MEANFLOW,
     ),
     "consistency_distillation": Method(
-        chapter=9, title="consistency distillation", kind="consistency", cost=5,
+        chapter=9, title="consistency distillation", kind="consistency", cost=5, benchmarked=True,
         loss=_consistency_distillation, pairs=_to_data_pairs, diagonal="inside", teacher="velocity",
         options=CONSISTENCY_OPTIONS, defaults=_CONSISTENCY,
     ),
     "consistency_training": Method(
-        chapter=9, title="consistency training", kind="consistency", cost=4,
+        chapter=9, title="consistency training", kind="consistency", cost=4, benchmarked=True,
         loss=_consistency_training, pairs=_to_data_pairs, diagonal="inside", teacher="none",
         options=CONSISTENCY_OPTIONS, defaults=_CONSISTENCY,
     ),
     "shortcut": Method(
-        chapter=9, title="shortcut model", kind="flow_map", cost=5,
+        chapter=9, title="shortcut model", kind="flow_map", cost=5, benchmarked=True,
         loss=_shortcut, pairs=_dyadic_pairs, diagonal="inside", teacher="none",
         options=DIAGONAL_OPTIONS + ("shortcut_levels",), defaults=_SELF_DISTILLATION,
     ),

@@ -1,6 +1,8 @@
 """``flowlib.fit``: every method runs its own loss from flowlib.losses, checks its options, records how it
 was trained, caches by what defines the run, and lowers its map error on a problem with a known answer."""
 
+import dataclasses
+import math
 import re
 import sys
 from dataclasses import asdict, fields
@@ -10,9 +12,10 @@ import pytest
 import torch
 
 import flowlib
-from flowlib import data, fitting, losses, metrics, nets, sampling, train
+from flowlib import data, fitting, losses, metrics, nets, sampling, train, viz
 from flowlib.exact import GaussianMixture
 from flowlib.flowmap import KINDS, FlowMap, VelocityModel
+from flowlib.interpolants import get_interpolant
 
 #: The smallest sensible run: every test that only needs fit to run uses it.
 TINY = dict(width=16, depth=1, batch_size=32, pool_size=500)
@@ -64,8 +67,39 @@ def test_the_package_exports_fit_the_table_and_its_version():
     assert flowlib.__version__ == re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
 
 
+def _conditional_jump(model: torch.nn.Module, b: fitting.Batch, c: fitting.Context) -> torch.Tensor:
+    """A throwaway objective (not the book's): regress the jump X_{s,t}(I_s) on the interpolant's I_t."""
+    target = c.path.sample_path(b.x0, b.x1, b.t).xt
+    return (model(b.xs, b.s, b.t) - target).square().flatten(1).mean(1)
+
+
+def test_a_new_objective_is_its_loss_and_its_row(monkeypatch):
+    """CONTRIBUTING's recipe: a loss and a ``Method`` row, and fit, draw_batch, the options and the benchmark's
+    lists take it from the table; nothing else names it (a colour is optional until it is benchmarked)."""
+    from benchmarks import run
+
+    row = fitting.Method(
+        chapter=7, title="conditional jump regression", kind="flow_map", cost=3, loss=_conditional_jump,
+        pairs=fitting._free_pairs, diagonal="inside", teacher="none", options=fitting.PAIR_OPTIONS,
+        defaults={"lr": fitting.Default(1e-3, "a throwaway objective's rate")},
+    )  # fmt: skip
+    monkeypatch.setitem(fitting.METHODS, "conditional_jump", row)
+    model = tiny_fit("conditional_jump", train_steps=4)
+    assert model.record.method == "conditional_jump" and model.kind == "flow_map" and model.record.steps == 4
+    assert all(math.isfinite(loss) for loss in model.record.losses)
+    assert fitting.defaults("conditional_jump")["lr"] == 1e-3 and model.record.options.lr == 1e-3
+    batch = flowlib.draw_batch("conditional_jump", EIGHT.sample(100, seed=0).float(), torch.Generator().manual_seed(0))
+    context = fitting.Context(model.record.options, get_interpolant("linear"))
+    assert _conditional_jump(model, batch, context).shape == batch.s.shape
+    with pytest.raises(ValueError, match="conditional_jump"):
+        flowlib.fit("conditional_jump", "eight_gaussians", 2, psd_jumps=2, cache=False, progress=False)
+    assert "conditional_jump" not in run.benchmarked_methods()[0], "unbenchmarked until its row says so"
+    monkeypatch.setitem(fitting.METHODS, "conditional_jump", dataclasses.replace(row, benchmarked=True))
+    assert run.benchmarked_methods()[0][-1] == "conditional_jump"
+    assert viz.method_colour("conditional jump") is None, "drawn in matplotlib's next colour until it has its own"
+
+
 def test_every_method_is_a_consistent_record():
-    assert len(flowlib.METHODS) == 12
     known = {f.name for f in fields(fitting.FitOptions)}
     for name, method in flowlib.METHODS.items():
         assert callable(getattr(losses, name, None)), f"{name}: no function flowlib.losses.{name}"
