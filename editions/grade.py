@@ -64,8 +64,14 @@ def chapter_of(submission: nbformat.NotebookNode, path: Path) -> Path:
     )
 
 
-#: put before every restored check and hidden test: the library's checks as shipped, whatever the notebook did
-RELOAD = 'import importlib\n\nexercises = importlib.reload(importlib.import_module("flowlib.exercises"))\n'
+#: put before every restored check and hidden test: the library's checks and hidden tests as shipped, whatever
+#: the notebook did to them (the machinery first, then the checks, then the hidden tests that import both)
+RELOAD = (
+    "import importlib\n\n"
+    'for _module in ("flowlib._answers", "flowlib.exercises", "flowlib._grading"):\n'
+    "    importlib.reload(importlib.import_module(_module))\n"
+    'exercises = importlib.import_module("flowlib.exercises")\n'
+)
 
 
 def _grade_id(cell: dict) -> str | None:

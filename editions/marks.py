@@ -9,7 +9,7 @@ A code exercise that a machine can grade has three code cells in its solution (`
 * the **public check** (``"grade": true, "locked": true``, 1 point): a call of ``flowlib.exercises.check_*``
   that the chapter asks the reader to run;
 * the **hidden test** (``"grade": true, "locked": true``, 2 points, tagged ``remove-cell`` so the site does
-  not show it): a call of ``flowlib.exercises.grade_*`` between ``### BEGIN HIDDEN TESTS`` and
+  not show it): a call of ``flowlib._grading.grade_*`` between ``### BEGIN HIDDEN TESTS`` and
   ``### END HIDDEN TESTS``, which a student edition leaves out and the grader puts back.
 
 The ``grade_id`` of each cell is the exercise's label followed by ``-answer``, ``-check`` or ``-hidden``. Student

@@ -22,13 +22,15 @@ Modules in the book's order (each imports only modules above it):
 * :mod:`flowlib.profiling` — what a training step keeps in memory (chapter 10)
 * :mod:`flowlib.explorer` — the self-contained HTML path explorers (chapters 4, 5) and the live mixture widget
 * :mod:`flowlib.steer` — rewards, look-aheads and samplers toward a tilted target (chapters 12, 13)
-* :mod:`flowlib.exercises` — the checks behind the chapters' exercises
+* :mod:`flowlib._answers` — running a reader's answer with the library's own answer switched off (private)
+* :mod:`flowlib.exercises` — the checks behind the chapters' exercises, one per code exercise
+* :mod:`flowlib._grading` — the autograder's hidden tests, apart from the checks (private)
 
 The benchmark that compares every method at one budget is not part of the library: it lives in
 ``benchmarks/`` at the root of the book's repository.
 """
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 from flowlib.fitting import METHODS, build_model, draw_batch, fit  # noqa: E402  (what chapters and readers call)
 

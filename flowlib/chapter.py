@@ -27,6 +27,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from flowlib import viz
+
 SMOKE_ENV = "FLOWLIB_SMOKE"
 CACHE_ENV = "FLOWLIB_CACHE"
 DEVICE_ENV = "FLOWLIB_DEVICE"
@@ -210,7 +212,5 @@ def setup(seed: int = 0, *, threads: int | None = None, style: bool = True) -> C
     if threads is not None:
         torch.set_num_threads(threads)
     if style:
-        from flowlib import viz
-
         viz.use_style()
     return ChapterSetup(seed=seed, device=default_device(), smoke=is_smoke(), cache=cache_dir())

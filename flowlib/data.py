@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 
 from flowlib._validate import check_choice, check_positive_int
+from flowlib.chapter import cache_dir
 from flowlib.exact import GaussianMixture
 
 
@@ -352,8 +353,6 @@ def mnist(split: str = "train", root: str | None = None) -> Digits:
     Raises:
         DatasetUnavailableError: torchvision is not installed, or the files are not there and cannot be fetched.
     """
-    from flowlib.chapter import cache_dir
-
     check_choice(split, "split", DIGITS_SPLITS)
     try:
         from torchvision.datasets import MNIST

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from flowlib import sampling, viz
+from flowlib import chapter, data, sampling, viz
 from flowlib._validate import as_points, check_choice, check_positive_int
 from flowlib.nets import detached
 
@@ -478,8 +478,6 @@ class DigitsClassifier(torch.nn.Module):
 
 def _train_classifier(dataset: str) -> DigitsClassifier:
     """Seeded training on ``dataset``'s training images: Adam, batches of 128, light weight decay."""
-    from flowlib import data
-
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     train = data.images(dataset, "train")
@@ -505,8 +503,6 @@ def image_classifier(dataset: str = "digits") -> DigitsClassifier:
     Args:
         dataset: a name in :data:`flowlib.data.IMAGE_DATASETS`.
     """
-    from flowlib import chapter, data
-
     check_choice(dataset, "dataset", data.IMAGE_DATASETS)
     path = chapter.cache_dir() / f"{dataset}-classifier-v{DIGITS_CLASSIFIER_FORMAT}.pt"
     heldout = data.images(dataset, "heldout")
@@ -556,8 +552,6 @@ def digits_judge() -> DigitsJudge:
     99% of the held-out digits right).
     """
     from sklearn.svm import SVC
-
-    from flowlib import data
 
     train, heldout = data.images("digits", "train"), data.images("digits", "heldout")
     model = SVC(kernel="rbf", C=10.0, gamma="scale").fit(train.images.reshape(-1, 64).double().numpy(), train.labels)
@@ -656,8 +650,6 @@ def image_report(samples: torch.Tensor, dataset: str = "digits", n: int | None =
     Returns:
         A :class:`DigitsReport`.
     """
-    from flowlib import data
-
     classifier = image_classifier(dataset)
     as_points(samples, "samples", dim=classifier.n_pixels)
     n = min(samples.shape[0], 360) if n is None else n

@@ -15,7 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import html as html_text
+import io
 import itertools
 import json
 import re
@@ -499,10 +502,6 @@ def frame_slider(
     Returns:
         The HTML string (wrap it in ``IPython.display.HTML``); the figure is closed.
     """
-    import base64
-    import html as html_text
-    import io
-
     if not 1 <= len(values) <= 40:
         plt.close(fig)
         raise ValueError(f"values must hold 1 to 40 values (one frame each), got {len(values)}")
@@ -582,8 +581,6 @@ class LiveFrames(ipywidgets.VBox):
 
     def show(self, value: float) -> bytes:
         """Redraw the figure for ``value`` and show it; returns the PNG."""
-        import io
-
         self.draw(float(value))
         buffer = io.BytesIO()
         self.fig.savefig(buffer, format="png", dpi=self.dpi)
@@ -967,18 +964,17 @@ class Table:
         return format(value, spec)
 
     def _repr_html_(self) -> str:
-        import html
-
         columns = self.columns
         right = ' style="text-align: right"'
-        head = f"<th>{html.escape(self.index)}</th>" + "".join(f"<th{right}>{html.escape(c)}</th>" for c in columns)
+        escape = html_text.escape
+        head = f"<th>{escape(self.index)}</th>" + "".join(f"<th{right}>{escape(c)}</th>" for c in columns)
         body = "".join(
-            f'<tr><th style="text-align: left; font-weight: normal">{html.escape(str(name))}</th>'
-            + "".join(f"<td{right}>{html.escape(self.cell(name, c))}</td>" for c in columns)
+            f'<tr><th style="text-align: left; font-weight: normal">{html_text.escape(str(name))}</th>'
+            + "".join(f"<td{right}>{html_text.escape(self.cell(name, c))}</td>" for c in columns)
             + "</tr>"
             for name in self.rows
         )
-        note = f'<p class="flowlib-table-note">{html.escape(self.note)}</p>' if self.note else ""
+        note = f'<p class="flowlib-table-note">{html_text.escape(self.note)}</p>' if self.note else ""
         return (
             '<div class="flowlib-table" style="overflow-x: auto; max-width: 100%">'
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}</div>"

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from flowlib import data, exercises, ode, steer
+from flowlib import _answers, _grading, data, exercises, ode, steer
 from flowlib.exact import GaussianMixture, LinearField
 
 
@@ -121,14 +121,14 @@ def heun_written_out(velocity, x, t, h):
 
 
 def test_grade_stepper_tries_random_time_dependent_fields_and_refuses_the_library(capsys):
-    exercises.grade_stepper(heun_written_out, expected_order=2, evaluations_per_step=2)
+    _grading.grade_stepper(heun_written_out, expected_order=2, evaluations_per_step=2)
     assert "random time-dependent fields" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="flowlib.ode.heun_step itself"):
-        exercises.grade_stepper(ode.heun_step, expected_order=2, evaluations_per_step=2)
+        _grading.grade_stepper(ode.heun_step, expected_order=2, evaluations_per_step=2)
     with pytest.raises(AssertionError, match="your code called flowlib.ode.heun_step"):
-        exercises.grade_stepper(lambda v, x, t, h: ode.heun_step(v, x, t, h), 2, evaluations_per_step=2)
+        _grading.grade_stepper(lambda v, x, t, h: ode.heun_step(v, x, t, h), 2, evaluations_per_step=2)
     with pytest.raises(AssertionError, match="evaluates the velocity 4 times per step"):
-        exercises.grade_stepper(_two_half_steps, expected_order=2, evaluations_per_step=2)
+        _grading.grade_stepper(_two_half_steps, expected_order=2, evaluations_per_step=2)
 
 
 def _two_half_steps(velocity, x, t, h):
@@ -137,19 +137,19 @@ def _two_half_steps(velocity, x, t, h):
 
 
 def test_grade_velocities_refuse_the_mixture_oracle():
-    exercises.grade_point_mass_velocity(point_mass_velocity)
+    _grading.grade_point_mass_velocity(point_mass_velocity)
     with pytest.raises(AssertionError, match="off by up to"):
-        exercises.grade_point_mass_velocity(lambda x, t, mu: mu - x)
-    exercises.grade_mixture_velocity(two_modes_velocity)
+        _grading.grade_point_mass_velocity(lambda x, t, mu: mu - x)
+    _grading.grade_mixture_velocity(two_modes_velocity)
     mix = data.mixture("two_modes_1d")
     with pytest.raises(AssertionError, match="GaussianMixture.velocity"):
-        exercises.grade_mixture_velocity(lambda x, t: mix.velocity(x, t))
+        _grading.grade_mixture_velocity(lambda x, t: mix.velocity(x, t))
 
 
 def test_grade_time_grid_tries_other_step_counts():
-    exercises.grade_time_grid(lambda steps: 1 - (1 - ode.uniform_grid(steps)) ** 2)
+    _grading.grade_time_grid(lambda steps: 1 - (1 - ode.uniform_grid(steps)) ** 2)
     with pytest.raises(AssertionError, match="asked for 4 steps"):
-        exercises.grade_time_grid(lambda steps: 1 - (1 - ode.uniform_grid(8)) ** 2)
+        _grading.grade_time_grid(lambda steps: 1 - (1 - ode.uniform_grid(8)) ** 2)
 
 
 def test_grade_average_velocity_and_euler_residual():
@@ -158,23 +158,21 @@ def test_grade_average_velocity_and_euler_residual():
     def average_velocity(x, s, t):
         return mix.velocity(x, s) if s == t else (mix.flow_map(x, s, t) - x) / (t - s)
 
-    exercises.grade_average_velocity(average_velocity)
+    _grading.grade_average_velocity(average_velocity)
     with pytest.raises(AssertionError, match="off by up to"):
-        exercises.grade_average_velocity(lambda x, s, t: mix.velocity(x, s))
+        _grading.grade_average_velocity(lambda x, s, t: mix.velocity(x, s))
 
     def residual(velocity, x, s, t):
         slope = velocity(x, s)
         return (slope - velocity(x + (t - s) * slope, t)).norm(dim=1)
 
     exercises.check_euler_jump_residual(residual)
-    exercises.grade_euler_jump_residual(residual)
+    _grading.grade_euler_jump_residual(residual)
     from flowlib import residuals
     from flowlib.exact import tangent_map
 
     with pytest.raises(AssertionError, match="lagrangian_residual"):
-        exercises.grade_euler_jump_residual(
-            lambda v, x, s, t: residuals.lagrangian_residual(tangent_map(v), v, x, s, t)
-        )
+        _grading.grade_euler_jump_residual(lambda v, x, s, t: residuals.lagrangian_residual(tangent_map(v), v, x, s, t))
     with pytest.raises(AssertionError, match="off by up to"):
         exercises.check_euler_jump_residual(lambda v, x, s, t: (v(x, s) - v(x, t)).norm(dim=1))
 
@@ -187,31 +185,42 @@ def test_the_lsd_check_tells_a_stop_gradient_from_a_full_gradient():
         return (d_end - model.velocity(end, t)).pow(2).mean(1)
 
     exercises.check_lsd_without_stopgrad(no_stopgrad)
-    exercises.grade_lsd_without_stopgrad(no_stopgrad)
+    _grading.grade_lsd_without_stopgrad(no_stopgrad)
     with pytest.raises(AssertionError, match="stop-gradient version's"):
-        exercises.grade_lsd_without_stopgrad(lambda m, x, s, t: losses.lsd(m, m, x, s, t, reduction="none"))
+        _grading.grade_lsd_without_stopgrad(lambda m, x, s, t: losses.lsd(m, m, x, s, t, reduction="none"))
 
 
 @pytest.mark.parametrize(
     ("check", "grade", "private"),
     [
-        ("check_euler_jump_residual", "grade_euler_jump_residual", "_euler_jump_residual"),
-        ("check_meanflow_target", "grade_meanflow_target", "_meanflow_target"),
-        ("check_lsd_without_stopgrad", "grade_lsd_without_stopgrad", "_lsd_without_stopgrad"),
-        ("check_proximal_point", "grade_proximal_point", "_expected_proximal"),
+        ("check_euler_jump_residual", "grade_euler_jump_residual", "_grading._euler_jump_residual"),
+        ("check_meanflow_target", "grade_meanflow_target", "exercises._meanflow_target"),
+        ("check_lsd_without_stopgrad", "grade_lsd_without_stopgrad", "exercises._lsd_without_stopgrad"),
+        ("check_proximal_point", "grade_proximal_point", "exercises._expected_proximal"),
     ],
 )
 def test_the_private_answers_of_the_checks_pass_nothing(check, grade, private):
-    """exercises' own helpers compute the answers the checks compare with; an answer that calls one fails."""
-    assert f"flowlib.exercises.{private}" in exercises.PRIVATE_ANSWERS
+    """The helpers that compute the answers the checks and hidden tests compare with; an answer calling one fails."""
+    assert f"flowlib.{private}" in _answers.PRIVATE_ANSWERS
+    module, name = {"exercises": exercises, "_grading": _grading}[private.split(".")[0]], private.split(".")[1]
 
     def copied(*args):
-        return getattr(exercises, private)(*args)
+        return getattr(module, name)(*args)
 
-    for run in (check, grade):
-        with pytest.raises(AssertionError, match=f"your code called flowlib.exercises.{private}"):
-            getattr(exercises, run)(copied)
-    assert getattr(exercises, private).__code__.co_name == private, "the helper is restored afterwards"
+    for run in (getattr(exercises, check), getattr(_grading, grade)):
+        with pytest.raises(AssertionError, match=f"your code called flowlib.{private}"):
+            run(copied)
+    assert getattr(module, name).__code__.co_name == name, "the helper is restored afterwards"
+
+
+def test_the_checks_and_the_hidden_tests_live_apart():
+    """A reader's module holds the checks; the hidden tests and the machinery are private modules."""
+    public = {name for name in vars(exercises) if not name.startswith("_")}
+    assert {name for name in public if name.startswith("check_")} - {"check_callable"} == {
+        name.replace("grade_", "check_") for name in vars(_grading) if name.startswith("grade_")
+    }, "one check per hidden test"
+    assert not any(name.startswith("grade_") for name in public), "no hidden test among the checks"
+    assert not hasattr(exercises, "refuse_library_answer") and not hasattr(exercises, "PRIVATE_ANSWERS")
 
 
 def test_an_unwritten_answer_gets_a_helpful_message():
@@ -223,12 +232,12 @@ def test_an_unwritten_answer_gets_a_helpful_message():
 
 
 def test_forbidding_restores_the_library_and_rejects_unknown_names():
-    with exercises.forbidding("flowlib.ode.heun_step"):
+    with _answers.forbidding("flowlib.ode.heun_step"):
         with pytest.raises(AssertionError, match="your code called flowlib.ode.heun_step"):
             ode.heun_step(None, None, None, None)
     assert exercises.measured_order(ode.heun_step) == pytest.approx(2.0, abs=0.2)
     with pytest.raises(ValueError, match="has no attribute"):
-        with exercises.forbidding("flowlib.ode.no_such_step"):
+        with _answers.forbidding("flowlib.ode.no_such_step"):
             pass
 
 
@@ -238,12 +247,12 @@ def test_every_way_of_reaching_the_library_answer_is_switched_off():
 
     for cheat in (lambda v, x, t, h: ode.STEPPERS["heun"](v, x, t, h), lambda v, x, t, h: imported(v, x, t, h)):
         with pytest.raises(AssertionError, match="your code called flowlib.ode.heun_step"):
-            exercises.grade_stepper(cheat, expected_order=2, evaluations_per_step=2)
+            _grading.grade_stepper(cheat, expected_order=2, evaluations_per_step=2)
     mix_1d = data.mixture("two_modes_1d")
     with pytest.raises(AssertionError, match="flowlib.exact.GaussianMixture.velocity itself"):
-        exercises.grade_mixture_velocity(mix_1d.velocity)
+        _grading.grade_mixture_velocity(mix_1d.velocity)
     with pytest.raises(AssertionError, match="your code called flowlib.exact.GaussianMixture.denoiser"):
-        exercises.grade_mixture_velocity(lambda x, t: (mix_1d.denoiser(x, t) - x) / (1 - t))
+        _grading.grade_mixture_velocity(lambda x, t: (mix_1d.denoiser(x, t) - x) / (1 - t))
     assert exercises.measured_order(ode.STEPPERS["heun"]) == pytest.approx(2.0, abs=0.2), "restored afterwards"
     assert mix_1d.velocity(torch.zeros(2, 1), 0.5).shape == (2, 1)
 
@@ -259,16 +268,16 @@ def test_memorisation_ratio_check_and_hidden_test(capsys):
         return float(mean_nearest(samples) / mean_nearest(heldout))
 
     exercises.check_memorisation_ratio(ratio)
-    exercises.grade_memorisation_ratio(ratio)
+    _grading.grade_memorisation_ratio(ratio)
     assert "memorisation ratio matches" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="definition gives"):  # nearest held-out image instead of training
         exercises.check_memorisation_ratio(lambda samples, train, heldout: ratio(samples, heldout, heldout))
     from flowlib import metrics
 
     with pytest.raises(AssertionError, match="memorisation_ratio itself"):
-        exercises.grade_memorisation_ratio(metrics.memorisation_ratio)
+        _grading.grade_memorisation_ratio(metrics.memorisation_ratio)
     with pytest.raises(AssertionError, match="your code called flowlib.metrics.memorisation_ratio"):
-        exercises.grade_memorisation_ratio(lambda *args: metrics.memorisation_ratio(*args))
+        _grading.grade_memorisation_ratio(lambda *args: metrics.memorisation_ratio(*args))
 
 
 def test_slerp_check_and_hidden_test(capsys):
@@ -287,14 +296,14 @@ def test_slerp_check_and_hidden_test(capsys):
         return torch.stack(out)
 
     exercises.check_slerp(slerp)
-    exercises.grade_slerp(slerp)
+    _grading.grade_slerp(slerp)
     assert "great circle" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="straight-line midpoint"):
         exercises.check_slerp(lambda a, b, w: torch.stack([(1 - wi) * a + wi * b for wi in w]))
     from flowlib import sampling
 
     with pytest.raises(AssertionError, match="slerp itself"):
-        exercises.grade_slerp(sampling.slerp)
+        _grading.grade_slerp(sampling.slerp)
     with pytest.raises(AssertionError, match="not written yet"):
         exercises.check_slerp(lambda a, b, w: (_ for _ in ()).throw(NotImplementedError()))
 
@@ -313,12 +322,12 @@ def test_tilt_1d_check_and_hidden_test(capsys):
         return new_weights / new_weights.sum(), new_means, new_variances
 
     exercises.check_tilt_1d(tilt)
-    exercises.grade_tilt_1d(tilt)
+    _grading.grade_tilt_1d(tilt)
     assert "closed form" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="weights"):  # forgot the leftover constant: weights unchanged
         exercises.check_tilt_1d(lambda w, m, v, c, p, lam: (w, *tilt(w, m, v, c, p, lam)[1:]))
     with pytest.raises(AssertionError, match="tilted"):
-        exercises.grade_tilt_1d(
+        _grading.grade_tilt_1d(
             lambda w, m, v, c, p, lam: (lambda t: (t.weights, t.means[:, 0], t.covs[:, 0, 0]))(
                 GaussianMixture(w, m[:, None], v).tilted([c], [[p]], lam)
             )
@@ -340,11 +349,11 @@ def test_proximal_point_check_and_hidden_test(capsys):
         return y.detach()
 
     exercises.check_proximal_point(proximal)
-    exercises.grade_proximal_point(proximal)
+    _grading.grade_proximal_point(proximal)
     assert "maximise the reward minus the penalty" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="rewarding x only"):  # right for P = pI only
         exercises.check_proximal_point(
             lambda x, c, P, lam, beta: (beta * x + lam * P[0, 0] * c) / (beta + lam * P[0, 0])
         )
     with pytest.raises(AssertionError, match="QuadraticReward.proximal"):
-        exercises.grade_proximal_point(lambda x, c, P, lam, beta: steer.QuadraticReward(c, P).proximal(x, lam, beta))
+        _grading.grade_proximal_point(lambda x, c, P, lam, beta: steer.QuadraticReward(c, P).proximal(x, lam, beta))

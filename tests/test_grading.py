@@ -62,7 +62,8 @@ def test_each_graded_exercise_has_an_answer_a_public_check_and_a_hidden_test(sou
         assert marks.BEGIN_SOLUTION in myst.source(cells["answer"])
         assert re.search(r"^exercises\.check_\w+\(", myst.source(cells["check"]), re.M)
         hidden = myst.source(cells["hidden"])
-        assert hidden.startswith(marks.BEGIN_HIDDEN) and re.search(r"^exercises\.grade_\w+\(", hidden, re.M)
+        assert hidden.startswith(marks.BEGIN_HIDDEN) and re.search(r"^_grading\.grade_\w+\(", hidden, re.M)
+        assert "from flowlib import _grading" in hidden, "a hidden test imports the private module it calls"
         assert "remove-cell" in cells["hidden"]["metadata"].get("tags", []), "the site must not show hidden tests"
 
 
@@ -80,7 +81,7 @@ def test_committed_student_editions_are_what_the_sources_generate():
 def test_a_student_edition_has_no_solutions(path):
     edition = notebook(path)
     text = "\n".join(myst.source(c) for c in edition["cells"])
-    for leftover in ("<details>", "Solution to exercise", "### BEGIN", "exercises.grade_", "{solution"):
+    for leftover in ("<details>", "Solution to exercise", "### BEGIN", "grade_", "_grading", "{solution"):
         assert leftover not in text, f"{path.name} shows {leftover!r}"
     source = ROOT / "book" / path.name
     answers = [c for c in edition["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("solution")]
