@@ -2,8 +2,8 @@
 
 Every sampler returns a float32 tensor of shape ``(n, 2)``; a ``seed`` makes the
 draw reproducible without touching torch's global random state. The Gaussian
-mixtures come with their exact velocity and flow map (:mod:`flowlib.exact`), so
-they are the book's test beds with a known answer.
+mixtures come with their exact velocity and flow map (:mod:`flowlib.exact`), and so does the
+checkerboard (:func:`exact_checkerboard`), so they are the book's test beds with a known answer.
 
 Example:
     >>> from flowlib import data
@@ -26,7 +26,7 @@ import torch
 
 from flowlib._validate import check_choice, check_positive_int
 from flowlib.chapter import cache_dir
-from flowlib.exact import GaussianMixture
+from flowlib.exact import GaussianMixture, UniformSquares
 
 
 def _generator(seed: int | None) -> torch.Generator | None:
@@ -219,6 +219,16 @@ def mixture(name: str) -> GaussianMixture:
     """
     check_choice(name, "mixture name", MIXTURES)
     return MIXTURES[name]()
+
+
+def exact_checkerboard() -> UniformSquares:
+    """The checkerboard of :func:`sample` with its exact velocity and flow map (chapter 7).
+
+    Returns:
+        A :class:`flowlib.exact.UniformSquares` on the 8 dark unit squares of the 4x4 board covering
+        :math:`[-2, 2]^2`, with the linear interpolant: the same distribution as ``sample("checkerboard", n)``.
+    """
+    return UniformSquares(_checkerboard_cells().to(torch.float64) - 2.0, side=1.0)
 
 
 class Digits(NamedTuple):

@@ -6,6 +6,8 @@ r"""Exact answers: the book's oracle (chapters 1, 2 and 4).
   so the marginal velocity :math:`b_t(x) = E[\dot I_t \mid I_t = x]` and the denoiser
   :math:`D_t(x) = E[x_1 \mid I_t = x]` have closed forms (chapter 2). Its flow map
   :math:`X_{s,t}` comes from integrating :math:`b_t` with many RK4 steps in float64 (the oracle).
+* :class:`UniformSquares` — data uniform on equal squares (the checkerboard): the posterior over squares and the
+  denoiser are closed forms in the normal CDF, and the flow map is integrated the same way.
 * :func:`gaussian_flow_map` — the closed-form flow map when the data is one Gaussian.
 * :class:`LinearField` — :math:`b(x) = A x` with :math:`X_{s,t}(x) = e^{(t-s)A} x` (chapter 1).
 
@@ -60,7 +62,61 @@ def _covariances(covs: ArrayLike, n_components: int, dim: int) -> torch.Tensor:
     return cov
 
 
-class GaussianMixture:
+class ExactPath:
+    r"""What every exact data distribution shares: draws of the marginal :math:`p_t` and the oracle flow map.
+
+    A subclass provides ``dim``, ``interpolant``, ``sample(n, generator=...)`` and an exact ``velocity(x, t)``;
+    the flow map integrates that velocity with many RK4 steps in float64.
+    """
+
+    dim: int
+    interpolant: Interpolant
+
+    def sample_marginal(self, n: int, t: float, seed: int | None = None) -> torch.Tensor:
+        """Draw ``n`` points of the marginal :math:`p_t` (the law of :math:`I_t`); float64 ``(n, d)``."""
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        x1 = self.sample(n, generator=generator)
+        x0 = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
+        return self.interpolant(x0, x1, t)
+
+    def flow_map(
+        self,
+        x: torch.Tensor,
+        s: TimeLike,
+        t: TimeLike,
+        steps_per_unit: int = 256,
+        solver: str = "rk4",
+    ) -> torch.Tensor:
+        r"""Oracle flow map :math:`X_{s,t}(x)`: the point at time t on the path through x at time s.
+
+        Integrates :math:`dx/dt = b_t(x)` from s to t in float64 with ``solver`` and
+        ``ceil(steps_per_unit · max|t - s|)`` steps (each point on its own grid), which is
+        accurate to about 1e-6 on the book's mixtures. Works for s < t and s > t.
+
+        Args:
+            x: points at time ``s``, ``(batch, d)`` or ``(batch, C, H, W)``.
+            s: start time, float or ``(batch,)`` tensor in [0, 1].
+            t: end time, float or ``(batch,)`` tensor in [0, 1].
+            steps_per_unit: RK4 steps per unit of time.
+            solver: any solver of :mod:`flowlib.ode`.
+
+        Returns:
+            ``x``'s shape and dtype.
+        """
+        as_points(x, "x", dim=self.dim)
+        check_positive_int(steps_per_unit, "steps_per_unit")
+        x64 = x.to(torch.float64)
+        ss = as_times(s, "s", x.shape[0], like=x64)
+        tt = as_times(t, "t", x.shape[0], like=x64)
+        longest = float((tt - ss).abs().max()) if x.shape[0] else 0.0
+        if longest == 0.0:
+            return x.clone()
+        steps = max(1, math.ceil(steps_per_unit * longest))
+        grid = ode.pair_grid(ss, tt, steps, x.shape[0])
+        return ode.integrate(self.velocity, x64, grid, solver=solver).to(x.dtype)
+
+
+class GaussianMixture(ExactPath):
     r"""Data distribution :math:`p_1 = \sum_k \pi_k N(\mu_k, \Sigma_k)` with exact velocity and flow map.
 
     Args:
@@ -138,13 +194,6 @@ class GaussianMixture:
         """
         scaled = noise.to(torch.float64) * self._eigenvalues[component].sqrt()
         return self.means[component] + torch.einsum("nde,ne->nd", self._eigenvectors[component], scaled)
-
-    def sample_marginal(self, n: int, t: float, seed: int | None = None) -> torch.Tensor:
-        """Draw ``n`` points of the marginal :math:`p_t` (the law of :math:`I_t`); float64 ``(n, d)``."""
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        x1 = self.sample(n, generator=generator)
-        x0 = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
-        return self.interpolant(x0, x1, t)
 
     # ------------------------------------------------------------------ the closed forms
     def _posterior(self, x: torch.Tensor, t: TimeLike, name: str = "t") -> dict[str, torch.Tensor]:
@@ -321,42 +370,146 @@ class GaussianMixture:
             raise ValueError(f"precision must be positive semi-definite; its smallest eigenvalue is {smallest:.3g}")
         return c, P, float(strength)
 
-    # ------------------------------------------------------------------ the oracle flow map
-    def flow_map(
-        self,
-        x: torch.Tensor,
-        s: TimeLike,
-        t: TimeLike,
-        steps_per_unit: int = 256,
-        solver: str = "rk4",
-    ) -> torch.Tensor:
-        r"""Oracle flow map :math:`X_{s,t}(x)`: the point at time t on the path through x at time s.
 
-        Integrates :math:`dx/dt = b_t(x)` from s to t in float64 with ``solver`` and
-        ``ceil(steps_per_unit · max|t - s|)`` steps (each point on its own grid), which is
-        accurate to about 1e-6 on the book's mixtures. Works for s < t and s > t.
+class UniformSquares(ExactPath):
+    r"""Data uniform on a union of equal, disjoint axis-aligned squares (the checkerboard), with exact velocity.
+
+    Under :math:`I_t = \alpha_t x_0 + \beta_t x_1` the likelihood of an end :math:`y` given :math:`I_t = x`
+    is :math:`N(x; \beta_t y, \alpha_t^2 I)`, a product over coordinates; restricted to one square
+    :math:`\prod_i [a_{ki}, a_{ki} + w]` it is a product of truncated normals in :math:`y` with mean
+    :math:`x_i / \beta_t` and scale :math:`\alpha_t / \beta_t`. So the posterior over squares and the
+    denoiser are closed forms in the normal CDF :math:`\Phi`: with :math:`\ell_{ki} = (\beta_t a_{ki} - x_i)/\alpha_t`
+    and :math:`h_{ki} = \ell_{ki} + \beta_t w / \alpha_t`,
+
+    .. math::
+        P(k \mid I_t = x) \propto \prod_i \big(\Phi(h_{ki}) - \Phi(\ell_{ki})\big), \qquad
+        E[y_i \mid I_t = x, k] = \frac{x_i}{\beta_t} + \frac{\alpha_t}{\beta_t}\,
+        \frac{\varphi(\ell_{ki}) - \varphi(h_{ki})}{\Phi(h_{ki}) - \Phi(\ell_{ki})},
+
+    and the velocity is :math:`b_t(x) = \dot\alpha_t E[x_0 \mid x] + \dot\beta_t D_t(x)` with
+    :math:`E[x_0 \mid x] = (x - \beta_t D_t(x)) / \alpha_t`. The differences of :math:`\Phi` are computed in log
+    space on the lower tail, so they stay accurate far from a square. At :math:`t = 0` the posterior is the prior
+    (:math:`D_0 = E[x_1]`); at :math:`t = 1` the point is its own end (:math:`D_1(x) = x`, :math:`E[x_0 \mid x] = 0`).
+    The flow map integrates this velocity (:class:`ExactPath`), as for :class:`GaussianMixture`.
+
+    Args:
+        corners: ``(K, d)`` lower corners of the squares (cubes in d dimensions).
+        side: the common side length :math:`w > 0`.
+        interpolant: ``"linear"``, ``"trigonometric"`` or an :class:`~flowlib.interpolants.Interpolant`.
+
+    Points are ``(batch, d)``; times floats or ``(batch,)`` tensors; results in ``x``'s dtype.
+    """
+
+    def __init__(self, corners: ArrayLike, side: float = 1.0, interpolant: str | Interpolant = "linear") -> None:
+        lower = _as_float64(corners, "corners")
+        if lower.ndim != 2:
+            raise ValueError(f"corners must have shape (K, d); got {tuple(lower.shape)}")
+        if isinstance(side, bool) or not isinstance(side, (int, float)) or not math.isfinite(side) or side <= 0:
+            raise ValueError(f"side must be a finite number > 0, got {side!r}")
+        self.corners, self.side = lower, float(side)
+        self.interpolant = get_interpolant(interpolant)
+
+    @property
+    def dim(self) -> int:
+        """Dimension d of the data."""
+        return self.corners.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        """Number of squares K."""
+        return self.corners.shape[0]
+
+    def __repr__(self) -> str:
+        name = self.interpolant.name
+        return f"UniformSquares(K={self.n_components}, d={self.dim}, side={self.side:g}, interpolant={name!r})"
+
+    def sample(self, n: int, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Draw ``n`` data points :math:`x_1 \sim p_1` (a square uniformly, then a point in it); float64 ``(n, d)``."""
+        check_positive_int(n, "n")
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+        square = torch.randint(self.n_components, (n,), generator=generator)
+        return self.corners[square] + self.side * torch.rand(n, self.dim, dtype=torch.float64, generator=generator)
+
+    def _squares(self, x: torch.Tensor, t: TimeLike) -> dict[str, torch.Tensor]:
+        """Per-square terms at ``(x, t)``: log-masses ``(B, K, d)`` of the truncated normals and their means."""
+        as_points(x, "x", dim=self.dim)
+        x64 = x.to(torch.float64)
+        tt = as_times(t, "t", x.shape[0], like=x64)
+        a = self.interpolant.alpha(tt)[:, None, None]
+        b = self.interpolant.beta(tt)[:, None, None]
+        inside = (a > 1e-12) & (b > 1e-12)  # (B, 1, 1): at t = 0 or 1 the callers' limits take over
+        a_safe, b_safe = torch.where(inside, a, 1.0), torch.where(inside, b, 1.0)
+        low = (b_safe * self.corners[None] - x64[:, None, :]) / a_safe  # (B, K, d)
+        log_mass, ratio = _truncated_normal_terms(low, low + b_safe * self.side / a_safe)
+        means = (x64[:, None, :] + a_safe * ratio) / b_safe  # the truncated normal's mean, per square
+        means = torch.minimum(torch.maximum(means, self.corners[None]), self.corners[None] + self.side)
+        return {"x": x64, "t": tt, "a": a[:, 0], "b": b[:, 0], "inside": inside[:, 0], "log_mass": log_mass,
+                "means": means}  # fmt: skip
+
+    def _ends(self, x: torch.Tensor, t: TimeLike) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        r"""``(x in float64 (B, d), times (B,), denoiser (B, d))``: :math:`D_t(x) = E[x_1 \mid I_t = x]`."""
+        q = self._squares(x, t)
+        posterior = torch.softmax(q["log_mass"].sum(2), dim=1)  # (B, K)
+        denoiser = torch.einsum("bk,bkd->bd", posterior, q["means"])
+        centre = (self.corners + 0.5 * self.side).mean(0).expand_as(denoiser)  # E[x_1]: the posterior at t = 0
+        denoiser = torch.where(q["inside"], denoiser, torch.where(q["b"] <= 1e-12, centre, q["x"]))
+        return q["x"], q["t"], denoiser
+
+    def denoiser(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        r"""Exact denoiser :math:`D_t(x) = E[x_1 \mid I_t = x]`; ``(batch, d)`` → ``(batch, d)``."""
+        return self._ends(x, t)[2].to(x.dtype)
+
+    def velocity(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        r"""Exact marginal velocity :math:`b_t(x) = \dot\alpha_t E[x_0 \mid I_t = x] + \dot\beta_t D_t(x)`.
 
         Args:
-            x: points at time ``s``, ``(batch, d)`` or ``(batch, C, H, W)``.
-            s: start time, float or ``(batch,)`` tensor in [0, 1].
-            t: end time, float or ``(batch,)`` tensor in [0, 1].
-            steps_per_unit: RK4 steps per unit of time.
-            solver: any solver of :mod:`flowlib.ode`.
+            x: points ``(batch, d)``.
+            t: float or ``(batch,)`` times in [0, 1].
 
         Returns:
-            ``x``'s shape and dtype.
+            ``(batch, d)``, with ``x``'s dtype.
         """
-        as_points(x, "x", dim=self.dim)
-        check_positive_int(steps_per_unit, "steps_per_unit")
-        x64 = x.to(torch.float64)
-        ss = as_times(s, "s", x.shape[0], like=x64)
-        tt = as_times(t, "t", x.shape[0], like=x64)
-        longest = float((tt - ss).abs().max()) if x.shape[0] else 0.0
-        if longest == 0.0:
-            return x.clone()
-        steps = max(1, math.ceil(steps_per_unit * longest))
-        grid = ode.pair_grid(ss, tt, steps, x.shape[0])
-        return ode.integrate(self.velocity, x64, grid, solver=solver).to(x.dtype)
+        x64, tt, ends = self._ends(x, t)
+        a, b = self.interpolant.alpha(tt)[:, None], self.interpolant.beta(tt)[:, None]
+        noise = torch.where(a > 1e-12, (x64 - b * ends) / torch.where(a > 1e-12, a, 1.0), 0.0)  # E[x_0 | x]
+        velocity = self.interpolant.dalpha(tt)[:, None] * noise + self.interpolant.dbeta(tt)[:, None] * ends
+        return velocity.to(x.dtype)
+
+    def log_prob(self, x: torch.Tensor, t: TimeLike = 1.0) -> torch.Tensor:
+        r"""Log-density of the marginal :math:`p_t` at ``x`` (default: the data, t = 1, ``-inf`` off the squares).
+
+        :math:`p_t(x) = \frac{1}{K w^d \beta_t^d} \sum_k \prod_i \big(\Phi(h_{ki}) - \Phi(\ell_{ki})\big)` for
+        :math:`0 < t < 1`; at :math:`t = 0` the standard normal. Returns ``(batch,)`` in ``x``'s dtype.
+        """
+        q = self._squares(x, t)
+        x64, n_squares, d = q["x"][:, None, :], self.n_components, self.dim
+        marginal = (torch.logsumexp(q["log_mass"].sum(2), dim=1) - math.log(n_squares) - d * math.log(self.side)
+                    - d * q["b"][:, 0].log())  # fmt: skip
+        on = ((x64 >= self.corners[None]) & (x64 <= self.corners[None] + self.side)).all(2).any(1)
+        data = torch.where(on, -math.log(n_squares) - d * math.log(self.side), -math.inf)
+        noise = -0.5 * (q["x"] ** 2).sum(1) - 0.5 * d * math.log(2 * math.pi)
+        inside = q["inside"][:, 0]
+        return torch.where(inside, marginal, torch.where(q["b"][:, 0] <= 1e-12, noise, data)).to(x.dtype)
+
+
+def _truncated_normal_terms(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""For a standard normal on ``[low, high]`` (elementwise): :math:`\log(\Phi(h) - \Phi(\ell))` and the mean
+    :math:`(\varphi(\ell) - \varphi(h)) / (\Phi(h) - \Phi(\ell))`.
+
+    Both are computed on the lower tail (an interval above zero is mirrored, which negates the mean) in log space,
+    so that an interval far in a tail keeps its relative accuracy instead of cancelling to zero.
+    """
+    mirror = (low + high) > 0
+    lo, hi = torch.where(mirror, -high, low), torch.where(mirror, -low, high)  # now lo < hi, mostly below zero
+    log_cdf_hi, log_cdf_lo = torch.special.log_ndtr(hi), torch.special.log_ndtr(lo)
+    log_mass = log_cdf_hi + torch.log(-torch.expm1(log_cdf_lo - log_cdf_hi))
+    log_pdf_hi, log_pdf_lo = -0.5 * hi**2, -0.5 * lo**2  # log phi up to the same constant
+    # phi(lo) - phi(hi) <= 0 on the lower tail's side of the mode; in general its sign is that of |hi| - |lo|
+    difference = torch.exp(log_pdf_lo - log_mass - 0.5 * math.log(2 * math.pi)) - torch.exp(
+        log_pdf_hi - log_mass - 0.5 * math.log(2 * math.pi)
+    )
+    return log_mass, torch.where(mirror, -difference, difference)
 
 
 def _check_time_before_data(t: object) -> None:

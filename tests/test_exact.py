@@ -335,3 +335,64 @@ def test_posterior_samples_average_to_the_denoiser_and_are_the_data_at_t_0():
     floor = metrics.sliced_w2(mix.sample(4000, seed=3), mix.sample(4000, seed=4))
     assert metrics.sliced_w2(at_noise, mix.sample(4000, seed=3)) < 2.5 * floor
     assert torch.allclose(mix.posterior_sample(x, 1.0), x, atol=1e-12), "at t = 1 the point is its own end"
+
+
+# ------------------------------------------------------------------ the checkerboard's exact oracle
+@pytest.mark.parametrize("interpolant", ["linear", "trigonometric"])
+@pytest.mark.parametrize("t", [0.3, 0.55, 0.9])
+def test_checkerboard_velocity_solves_the_continuity_equation(interpolant, t):
+    """The closed-form p_t and b_t of uniform squares agree: d/dt log p_t + div b_t + b_t . grad log p_t = 0."""
+    board = exact.UniformSquares(data.exact_checkerboard().corners, 1.0, interpolant)
+    x = board.sample_marginal(12, t, seed=2).requires_grad_(True)
+    h = 1e-5
+    dlogp_dt = (board.log_prob(x.detach(), t + h) - board.log_prob(x.detach(), t - h)) / (2 * h)
+    score = torch.autograd.grad(board.log_prob(x, t).sum(), x)[0]
+    velocity = board.velocity(x, t)
+    divergence = sum(torch.autograd.grad(velocity[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(2))
+    assert (dlogp_dt + divergence + (velocity * score).sum(1)).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.6])
+def test_checkerboard_velocity_matches_monte_carlo(t):
+    board = data.exact_checkerboard()
+    x = board.sample_marginal(6, t, seed=5)
+    estimate = exact.monte_carlo_velocity(board.sample(400_000, seed=1), x, t)
+    assert torch.allclose(board.velocity(x, t), estimate, atol=0.03)
+
+
+def test_checkerboard_marginal_is_normalised_and_the_ends_are_the_limits():
+    board = data.exact_checkerboard()
+    axis = torch.linspace(-6, 6, 601, dtype=torch.float64)
+    xx, yy = torch.meshgrid(axis, axis, indexing="xy")
+    grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    for t in (0.0, 0.5, 0.9):
+        assert abs(float(board.log_prob(grid, t).exp().sum() * (axis[1] - axis[0]) ** 2) - 1) < 1e-3
+    x = torch.tensor([[0.5, 0.5], [-3.0, 7.0], [60.0, -45.0]], dtype=torch.float64)
+    centre = (board.corners + 0.5).mean(0)
+    assert torch.allclose(board.velocity(x, 0.0), centre - x)  # b_0(x) = E[x_1] - x
+    assert torch.allclose(board.velocity(x, 1.0), x)  # b_1(x) = x - E[x_0]
+    far = board.denoiser(x, 0.999)  # far in the tails: still a point of the board, not NaN
+    assert torch.isfinite(far).all() and (far.abs() <= 2).all()
+    assert torch.allclose(far[0], x[0] / 0.999, atol=1e-6)  # well inside a square: the untruncated mean x / beta_t
+
+
+def test_checkerboard_oracle_pushes_noise_to_the_data_and_composes():
+    board = data.exact_checkerboard()
+    noise = points(2000, seed=1)
+    pushed = board.flow_map(noise, 0.0, 1.0)
+    assert (board.log_prob(pushed) == -math.inf).float().mean() < 0.01  # the ends lie on the dark squares
+    value = metrics.energy_distance(pushed, data.sample("checkerboard", 2000, seed=2).double())
+    floor = metrics.energy_distance(board.sample(2000, seed=3), data.sample("checkerboard", 2000, seed=2).double())
+    assert value < 2 * floor + 1e-3
+    x = noise[:200]
+    through = board.flow_map(board.flow_map(x, 0.2, 0.6), 0.6, 0.9)
+    assert (through - board.flow_map(x, 0.2, 0.9)).norm(dim=1).max() < 1e-6
+
+
+def test_uniform_squares_refuse_bad_parameters():
+    with pytest.raises(ValueError, match="corners must have shape"):
+        exact.UniformSquares(torch.zeros(3), 1.0)
+    with pytest.raises(ValueError, match="side must be a finite number > 0"):
+        exact.UniformSquares(torch.zeros(3, 2), 0.0)
+    with pytest.raises(ValueError, match="x"):
+        data.exact_checkerboard().velocity(torch.zeros(4, 3), 0.5)

@@ -371,24 +371,25 @@ def test_animation_plays(server, browser):
 
 
 @pytest.mark.browser
-def test_the_strength_control_shows_another_precomputed_frame(server, browser):
-    """Chapter 13's slider over lambda works on the static page, by pointer and by keyboard: moving it shows
-    another frame and says which strength it shows; it is a numbered figure with alt text."""
-    chapter = next(c for c in CHAPTERS if c.stem.startswith("13_"))
+@pytest.mark.parametrize(("prefix", "first", "fourth", "fifth"), [("12_", "0.5", "4", "8"), ("13_", "0", "2", "4")])
+def test_the_strength_control_shows_another_precomputed_frame(server, browser, prefix, first, fourth, fifth):
+    """Chapters 12's and 13's sliders over lambda work on the static page, by pointer and by keyboard: moving one
+    shows another frame and says which strength it shows; it is a numbered figure with alt text."""
+    chapter = next(c for c in CHAPTERS if c.stem.startswith(prefix))
     page = Page(browser, chapter_url(server, chapter))
     control = page.page.locator(".flowlib-frames").first
     assert control.count() == 1, "no strength control on the page"
     slider, image, value = control.locator("input[type=range]"), control.locator("img"), control.locator("output")
-    assert value.inner_text() == "0" and "λ" in control.locator("label").inner_text()
+    assert value.inner_text() == first and "λ" in control.locator("label").inner_text()
     before = image.get_attribute("src")
     slider.evaluate("(el, value) => { el.value = value; el.dispatchEvent(new Event('input', {bubbles: true})); }", "3")
     page.page.wait_for_timeout(200)
     assert image.get_attribute("src") != before, "moving the slider did not change the frame"
-    assert value.inner_text() == "2", "the control should say which strength its frame shows"
+    assert value.inner_text() == fourth, "the control should say which strength its frame shows"
     slider.focus()
     page.page.keyboard.press("ArrowRight")
     page.page.wait_for_timeout(200)
-    assert value.inner_text() == "4", "the arrow keys move the control"
+    assert value.inner_text() == fifth, "the arrow keys move the control"
     assert len(image.get_attribute("alt")) > 20
     caption = control.evaluate("el => (el.closest('figure') || {}).textContent || ''")
     assert "Fig" in caption and "strength" in caption, f"the control is not a numbered figure: {caption[:80]!r}"
