@@ -1,6 +1,6 @@
 """The live explorer in a real Jupyter server with a kernel: a click in the widget makes the kernel compute the jump.
 
-The test starts JupyterLab on the loopback address with a random token, opens a notebook that builds
+The test starts JupyterLab, and then Notebook 7, on the loopback address with a random token, opens a notebook that builds
 ``explorer.explore_mixture(..., live=True)`` over a stand-in learned map whose answer is known in closed form,
 runs it in a real kernel, clicks in the widget, and reads what the page drew. The server (and its kernel) is
 stopped by the test. The static fallback of the same widget is checked on the built site (tests/test_site.py)
@@ -47,17 +47,34 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def jupyter_server(tmp_path):
-    """JupyterLab on 127.0.0.1 with a notebook holding the live explorer; yields the notebook's URL."""
+#: The two front ends tested: the app module, its flags, and the notebook's path under the server's URL.
+FRONT_ENDS = {
+    "JupyterLab": ("jupyterlab", ["--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
+                                  "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"], "lab/tree"),
+    "Notebook 7": ("notebook", ["--JupyterNotebookApp.expose_app_in_browser=True"], "notebooks"),
+}  # fmt: skip
+#: Notebook 7.6 raises this in its own bundle on every notebook page, a notebook without any widget and with every
+#: extension disabled included (seen 2026-12-07); an error anywhere else fails the test.
+OWN_ERRORS = {"Notebook 7": ("Cannot read properties of undefined (reading 'schema')", "/static/notebook/")}
+
+
+def _not_the_front_ends_own(errors: list[str], front_end: str) -> list[str]:
+    """The page's errors without the one its front end raises on every page (``OWN_ERRORS``)."""
+    message, bundle = OWN_ERRORS.get(front_end, ("", ""))
+    return [error for error in errors if not (message and error.startswith(message) and bundle in error)]
+
+
+@pytest.fixture(params=list(FRONT_ENDS))
+def jupyter_server(request, tmp_path):
+    """JupyterLab or Notebook 7 on 127.0.0.1 with a notebook holding the live explorer; yields the notebook's URL."""
+    module, flags, route = FRONT_ENDS[request.param]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK_CODE)])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, tmp_path / "live.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
     command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--allow-root",
+        sys.executable, "-m", module, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", *flags, "--allow-root",
     ]  # fmt: skip
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "run")}
     server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -70,9 +87,9 @@ def jupyter_server(tmp_path):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not start: {server.stderr.read().decode()[-2000:]}")
+                    pytest.fail(f"{request.param} did not start: {server.stderr.read().decode()[-2000:]}")
                 time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/lab/tree/live.ipynb?token={token}"
+        yield f"http://127.0.0.1:{port}/{route}/live.ipynb?token={token}", request.param
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
@@ -96,10 +113,11 @@ def _settled(page) -> str:
 
 @pytest.mark.browser
 def test_a_click_in_the_live_widget_makes_the_kernel_compute_the_jump(browser, jupyter_server):
+    url, front_end = jupyter_server
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(jupyter_server)
+    page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack}"))
+    page.goto(url)
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                            " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=90_000)  # fmt: skip
     page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.sessionContext.ready;"
@@ -128,7 +146,7 @@ def test_a_click_in_the_live_widget_makes_the_kernel_compute_the_jump(browser, j
     state = _state(page)
     x = torch.tensor(state["x"], dtype=torch.float64)
     assert torch.allclose(torch.tensor(state["learned_end"], dtype=torch.float64), x + (0.3 - s) * drift, atol=1e-5)
-    assert errors == []
+    assert _not_the_front_ends_own(errors, front_end) == []
     page.close()
 
 
