@@ -9,7 +9,7 @@ Run it from the repository root::
     python -m benchmarks --digits --threads 2  # the digits rows (about 10 minutes; chapter 11's models)
     python -m benchmarks --steering --threads 2  # steering and fine-tuning against the exact tilt (minutes)
     python -m benchmarks --steering-screens --threads 2  # the screens behind two steering defaults (minutes)
-    python -m benchmarks --redraw  # milliseconds per slider move of each explorer in Chromium (a minute)
+    python -m benchmarks --redraw  # ms per slider move of each explorer, and the live one's kernel round trip
 
 It writes ``book/generated/benchmark.json`` (every number, with the configuration and the machine),
 ``book/generated/benchmark.md`` (the tables the book's appendix includes) and
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run_redraw_rows(args: argparse.Namespace) -> dict:
     """``--redraw``: each explorer's milliseconds per slider move in Chromium, ``explorer_redraw.json`` and ``.md``."""
-    result = redraw.run_redraw(moves=10 if args.quick else 100)
+    result = redraw.run_redraw(moves=10 if args.quick else 100, clicks=5 if args.quick else 30)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "explorer_redraw.json").write_text(json.dumps(result, indent=2))
     (args.out / "explorer_redraw.md").write_text(redraw.to_markdown(result))

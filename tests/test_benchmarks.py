@@ -267,6 +267,10 @@ def test_the_redraw_rows_time_every_explorer_in_chromium_and_write_their_table(t
         assert row["moves"] == 10 * len(case.sliders) and row["median_ms"] > 0
     assert all(0 < row["payload_bytes"] <= 1_000_000 for row in result["rows"])  # issue 32: each page at most 1 MB
     assert "| median (ms) |" in (tmp_path / "explorer_redraw.md").read_text()
+    trips = result["round_trips"]  # the live explorer's kernel round trip, in both front ends
+    assert sorted(trips) == ["JupyterLab", "Notebook 7"] and all(row["clicks"] == 5 for row in trips.values())
+    assert all(0 < row["median_ms"] <= row["max_ms"] for row in trips.values())
+    assert "click to the kernel's answer drawn" in (tmp_path / "explorer_redraw.md").read_text()
 
 
 def test_the_screen_trains_each_setting_and_seed_against_one_baseline(monkeypatch):

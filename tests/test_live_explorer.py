@@ -1,26 +1,19 @@
 """The live explorer in a real Jupyter server with a kernel: a click in the widget makes the kernel compute the jump.
 
-The test starts JupyterLab, and then Notebook 7, on the loopback address with a random token, opens a notebook that builds
-``explorer.explore_mixture(..., live=True)`` over a stand-in learned map whose answer is known in closed form,
-runs it in a real kernel, clicks in the widget, and reads what the page drew. The server (and its kernel) is
-stopped by the test. The static fallback of the same widget is checked on the built site (tests/test_site.py)
-and here, through the bundle a front end without a widget manager shows.
+The test starts JupyterLab, and then Notebook 7, on the loopback address with a random token
+(:func:`benchmarks.live.jupyter_server`), opens a notebook that builds ``explorer.explore_mixture(..., live=True)``
+over a stand-in learned map whose answer is known in closed form, runs it in a real kernel, clicks in the widget,
+and reads what the page drew. The server (and its kernel) is stopped by the test. The static fallback of the same
+widget is checked on the built site (tests/test_site.py) and here, through the bundle a front end without a widget
+manager shows.
 """
 
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
-import nbformat
 import pytest
 import torch
 
+from benchmarks import live
 from flowlib import data, explorer
 
 DRIFT = (1.0, -0.5)  # the stand-in map moves every point by (t - s) * DRIFT
@@ -41,18 +34,6 @@ view = explorer.explore_mixture(mixture, Drift(), grid_size=3, time_grid=2, n_cl
 view'''
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-#: The two front ends tested: the app module, its flags, and the notebook's path under the server's URL.
-FRONT_ENDS = {
-    "JupyterLab": ("jupyterlab", ["--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
-                                  "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"], "lab/tree"),
-    "Notebook 7": ("notebook", ["--JupyterNotebookApp.expose_app_in_browser=True"], "notebooks"),
-}  # fmt: skip
 #: Notebook 7.6 raises this in its own bundle on every notebook page, a notebook without any widget and with every
 #: extension disabled included (seen 2026-12-07); an error anywhere else fails the test.
 OWN_ERRORS = {"Notebook 7": ("Cannot read properties of undefined (reading 'schema')", "/static/notebook/")}
@@ -64,51 +45,19 @@ def _not_the_front_ends_own(errors: list[str], front_end: str) -> list[str]:
     return [error for error in errors if not (message and error.startswith(message) and bundle in error)]
 
 
-@pytest.fixture(params=list(FRONT_ENDS))
+@pytest.fixture(params=list(live.FRONT_ENDS))
 def jupyter_server(request, tmp_path):
-    """JupyterLab or Notebook 7 on 127.0.0.1 with a notebook holding the live explorer; yields the notebook's URL."""
-    module, flags, route = FRONT_ENDS[request.param]
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK_CODE)])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, tmp_path / "live.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    command = [
-        sys.executable, "-m", module, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", *flags, "--allow-root",
-    ]  # fmt: skip
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "run")}
-    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True)  # fmt: skip
+    """JupyterLab or Notebook 7 on 127.0.0.1 with a notebook holding the live explorer; yields its URL and name."""
+    live.write_notebook(tmp_path / "live.ipynb", NOTEBOOK_CODE)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"{request.param} did not start: {server.stderr.read().decode()[-2000:]}")
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/{route}/live.ipynb?token={token}", request.param
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+        with live.jupyter_server(tmp_path, request.param) as server:
+            yield server.url("live.ipynb"), request.param
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 def _state(page) -> dict:
     return json.loads(page.locator(".flowlib-explorer[data-flowlib-explorer=live]").get_attribute("data-state"))
-
-
-def _settled(page) -> str:
-    return (
-        "() => { const r = document.querySelector('.flowlib-explorer[data-flowlib-explorer=live]');"
-        " if (!r || !r.dataset.state) return false; const s = JSON.parse(r.dataset.state);"
-        " return s.learned_source === 'kernel' && !s.learned_pending; }"
-    )
 
 
 @pytest.mark.browser
@@ -118,16 +67,13 @@ def test_a_click_in_the_live_widget_makes_the_kernel_compute_the_jump(browser, j
     errors = []
     page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack}"))
     page.goto(url)
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=90_000)  # fmt: skip
-    page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.sessionContext.ready;"
-                  " await window.jupyterapp.commands.execute('notebook:run-all-cells'); }")  # fmt: skip
-    page.wait_for_function(_settled(page), timeout=120_000)
+    live.run_all_cells(page)
+    page.wait_for_function(live.SETTLED, timeout=120_000)
     first = _state(page)
     canvas = page.locator(".flowlib-explorer[data-flowlib-explorer=live] canvas.fx-canvas")
     box = canvas.bounding_box()
     canvas.click(position={"x": 0.3 * box["width"], "y": 0.35 * box["height"]})
-    page.wait_for_function(f"() => ({_settled(page)})() && JSON.parse(document.querySelector("
+    page.wait_for_function(f"() => ({live.SETTLED})() && JSON.parse(document.querySelector("
                            "'.flowlib-explorer[data-flowlib-explorer=live]').dataset.state).x[0] !== "
                            f"{first['x'][0]}", timeout=30_000)  # fmt: skip
     state = _state(page)
@@ -140,7 +86,7 @@ def test_a_click_in_the_live_widget_makes_the_kernel_compute_the_jump(browser, j
     assert "running kernel" in page.locator(".flowlib-explorer[data-flowlib-explorer=live] .fx-source").inner_text()
     # moving t asks the kernel again
     page.locator(".flowlib-explorer[data-flowlib-explorer=live] input.fx-t").fill("0.3")
-    page.wait_for_function(f"() => ({_settled(page)})() && JSON.parse(document.querySelector("
+    page.wait_for_function(f"() => ({live.SETTLED})() && JSON.parse(document.querySelector("
                            "'.flowlib-explorer[data-flowlib-explorer=live]').dataset.state).t === 0.3",
                            timeout=30_000)  # fmt: skip
     state = _state(page)
