@@ -247,11 +247,14 @@ def test_the_steering_rows_run_end_to_end_and_write_their_tables(tmp_path):
     assert json.loads((tmp_path / "benchmark_steering.json").read_text())["config"]["seeds"] == [0, 1]
     table = (tmp_path / "benchmark_steering.md").read_text()
     assert "| FMTT, flow-map look-ahead | yes |" in table and "| FK steering, denoiser potentials | no |" in table
+    assert "| KL-penalised |" in table and "| FMTT, denoiser look-ahead | no |" in table.split("Digits steered")[1]
+    judged = [row["judged"]["mean"] for row in result["digits"].values()]  # the independent judge's shares of 3
+    assert all(0 <= share <= 1 for share in judged) and len(judged) == 4
     assert "| reward-weighted |" in table and "| target |" in table
     assert len(result["exact_samples"]["w2_ratio"]["values"]) == 3
     rows = result["steering"]["20"]
     assert set(rows) == set(STEERING_METHODS) and all(len(r["w2_ratio"]["values"]) == 2 for r in rows.values())
-    assert set(result["rows"]) == {"reward-weighted", "direct (beta = 1)", "reference (exact samples)"}
+    assert set(result["rows"]) == {"reward-weighted", "direct (beta = 1)", "KL-penalised", "reference (exact samples)"}
     assert 0 < result["gradient"]["time_ratio"]["mean"] and 0 < result["gradient"]["memory_ratio"]["mean"] < 1
     assert any(name.startswith("best with a flow map") for name in result["targets"])
 
