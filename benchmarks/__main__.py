@@ -9,6 +9,7 @@ Run it from the repository root::
     python -m benchmarks --digits --threads 2  # the digits rows (about 10 minutes; chapter 11's models)
     python -m benchmarks --steering --threads 2  # steering and fine-tuning against the exact tilt (minutes)
     python -m benchmarks --steering-screens --threads 2  # the screens behind two steering defaults (minutes)
+    python -m benchmarks --digits-networks --threads 2  # U-Net against a flattened MLP on the digits (minutes)
     python -m benchmarks --redraw  # ms per slider move of each explorer, and the live one's kernel round trip
 
 It writes ``book/generated/benchmark.json`` (every number, with the configuration and the machine),
@@ -16,7 +17,8 @@ It writes ``book/generated/benchmark.json`` (every number, with the configuratio
 ``book/generated/benchmark.svg`` (the ratio-against-steps chart beside them); with ``--digits``,
 ``book/generated/benchmark_digits.json`` and ``.md`` (:mod:`benchmarks.digits`); with ``--steering``,
 ``book/generated/benchmark_steering.json`` and ``.md`` (:mod:`benchmarks.steering`); with ``--steering-screens``,
-``book/generated/benchmark_steering_screens.json`` and ``.md``; with ``--redraw``, ``explorer_redraw.json`` and
+``book/generated/benchmark_steering_screens.json`` and ``.md``; with ``--digits-networks``,
+``book/generated/benchmark_digits_networks.json`` and ``.md``; with ``--redraw``, ``explorer_redraw.json`` and
 ``.md`` (:mod:`benchmarks.redraw`). Training and scoring live in
 :mod:`benchmarks.run`, the table and the targets in :mod:`benchmarks.report`.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import redraw
+from benchmarks import digits, redraw
 from benchmarks.digits import DigitsConfig, run_digits
 from benchmarks.digits import to_markdown as digits_markdown
 from benchmarks.report import chart, finish, merge, to_markdown
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--render", action="store_true", help="only redraw the table and chart from benchmark.json")
     parser.add_argument("--digits", action="store_true", help="run the digits rows (benchmarks.digits) instead")
     parser.add_argument(
+        "--digits-networks", action="store_true", help="compare chapter 11's U-Net with a flattened MLP instead"
+    )
+    parser.add_argument(
         "--steering-screens", action="store_true", help="run the screens behind the steering defaults instead"
     )
     parser.add_argument(
@@ -64,6 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
         return run_redraw_rows(args)
     if args.digits:
         return run_digits_rows(args)
+    if args.digits_networks:
+        return run_digits_networks(args)
     if args.steering_screens:
         return run_steering_screens(args)
     if args.steering:
@@ -139,6 +146,21 @@ def run_steering_screens(args: argparse.Namespace) -> dict:
     (args.out / "benchmark_steering_screens.json").write_text(json.dumps(result, indent=2, default=str))
     (args.out / "benchmark_steering_screens.md").write_text(screens_markdown(result))
     print(screens_markdown(result))
+    return result
+
+
+def run_digits_networks(args: argparse.Namespace) -> dict:
+    """``--digits-networks``: the U-Net against a flattened MLP, ``benchmark_digits_networks.json`` and ``.md``."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = DigitsConfig.quick() if args.quick else DigitsConfig(steps=(1, 2, 4))
+    if args.budget is not None:
+        config.budget = args.budget
+    result = digits.run_networks(config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark_digits_networks.json").write_text(json.dumps(result, indent=2, default=str))
+    (args.out / "benchmark_digits_networks.md").write_text(digits.networks_markdown(result))
+    print(digits.networks_markdown(result))
     return result
 
 

@@ -169,3 +169,81 @@ def to_markdown(result: dict) -> str:
     for name, (value, _, met) in result["targets"].items():
         lines.append(f"| {name} | {value:.2f} | {'yes' if met else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+#: the two networks compared at equal budget: name -> options on top of chapter 11's (the MLP drops the U-Net's)
+NETWORKS = {
+    "U-Net (chapter 11)": dict(DIGITS_OPTIONS),
+    "flattened MLP (256 x 4)": {**{k: v for k, v in DIGITS_OPTIONS.items() if not k.startswith("unet_")},
+                                "network": "mlp"},
+}  # fmt: skip
+
+
+def run_networks(config: DigitsConfig, progress: bool = True) -> dict:
+    """Chapter 11's question "why a U-Net?" measured: each network of :data:`NETWORKS` trains the teacher and PSD
+    on the digits for the same budget, per seed, scored as :func:`run_digits` scores (FD / floor, memorisation).
+
+    Returns:
+        ``{"config", "machine", "seconds", "networks": {name: {"parameters", "teacher": {...}, "psd": {steps: {...}},
+        "train_steps": {...}}}}`` with means and standard errors over seeds.
+    """
+    images = data.digits("train").images
+    raw = {name: {"teacher": {"fd_ratio": [], "memorisation": []}, "psd": {k: {"fd_ratio": [], "memorisation": []}
+                                                                          for k in config.steps},
+                  "train_steps": {"teacher": [], "psd": []}, "parameters": 0} for name in NETWORKS}  # fmt: skip
+    started = time.perf_counter()
+    for seed in config.seeds:
+        noise = torch.randn(config.n_eval, 1, 8, 8, generator=torch.Generator().manual_seed(1000 + seed))
+        for name, options in NETWORKS.items():
+            common = dict(train_steps=10**7, seed=seed, max_seconds=config.budget, cache=False, progress=False)
+            teacher = flowlib.fit("flow_matching", images, **common, **options)
+            report = metrics.digits_report(sampling.sample(teacher, noise, config.teacher_steps))
+            raw[name]["teacher"]["fd_ratio"].append(report.ratio)
+            raw[name]["teacher"]["memorisation"].append(report.memorisation)
+            model = flowlib.fit("psd", images, **common, **options)
+            for k in config.steps:
+                report = metrics.digits_report(sampling.sample(model, noise, k))
+                raw[name]["psd"][k]["fd_ratio"].append(report.ratio)
+                raw[name]["psd"][k]["memorisation"].append(report.memorisation)
+            raw[name]["train_steps"]["teacher"].append(teacher.record.result.steps)
+            raw[name]["train_steps"]["psd"].append(model.record.result.steps)
+            raw[name]["parameters"] = sum(p.numel() for p in model.net.parameters())
+            if progress:
+                first = raw[name]["psd"][config.steps[0]]["fd_ratio"][-1]
+                print(f"seed {seed}, {name}: teacher FD / floor {raw[name]['teacher']['fd_ratio'][-1]:.2f}, PSD at "
+                      f"{config.steps[0]} step(s) {first:.2f}", flush=True)  # fmt: skip
+
+    def summarise(entry: dict) -> dict:
+        return {key: _stats(values) for key, values in entry.items()}
+
+    networks = {
+        name: {"parameters": row["parameters"], "teacher": summarise(row["teacher"]),
+               "psd": {str(k): summarise(entry) for k, entry in row["psd"].items()},
+               "train_steps": summarise(row["train_steps"])}
+        for name, row in raw.items()
+    }  # fmt: skip
+    return {"config": asdict(config), "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
+            "seconds": time.perf_counter() - started, "networks": networks}  # fmt: skip
+
+
+def networks_markdown(result: dict) -> str:
+    """The evidence page's table: per network, the teacher and PSD at each number of steps, at equal budget."""
+    config = result["config"]
+    lines = [
+        f"Budget {config['budget']:.0f} s of training per model on {result['machine']['threads']} threads; seeds "
+        f"{', '.join(str(s) for s in config['seeds'])}; {config['n_eval']} samples per score against the 360 held-out "
+        "digits; mean ± standard error over seeds. Both networks get chapter 11's options (batch 128, EMA 0.99).",
+        "",
+        "| network | parameters | model | steps (NFE) | FD / floor | memorisation | training steps |",
+        "|---|---:|---|---|---|---|---:|",
+    ]
+    for name, row in result["networks"].items():
+        teacher, steps = row["teacher"], row["train_steps"]
+        heun = f"{config['teacher_steps']} Heun ({2 * config['teacher_steps']})"
+        lines.append(f"| {name} | {row['parameters']:,} | flow matching (teacher) | {heun} | "
+                     f"{_cell(teacher['fd_ratio'])} | {_cell(teacher['memorisation'])} | "
+                     f"{steps['teacher']['mean']:.0f} |")  # fmt: skip
+        for k, entry in row["psd"].items():
+            lines.append(f"| {name} | {row['parameters']:,} | PSD | {k} ({k}) | {_cell(entry['fd_ratio'])} | "
+                         f"{_cell(entry['memorisation'])} | {steps['psd']['mean']:.0f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -240,6 +240,20 @@ def test_the_digits_rows_run_end_to_end_and_write_their_table(tmp_path):
         digits.run_digits(digits.DigitsConfig(n_eval=1000))
 
 
+def test_the_network_comparison_trains_both_networks_at_one_budget_and_writes_its_table(tmp_path):
+    from benchmarks import digits
+
+    result = cli.main(["--digits-networks", "--quick", "--out", str(tmp_path)])
+    table = (tmp_path / "benchmark_digits_networks.md").read_text()
+    assert "| U-Net (chapter 11) |" in table and "| flattened MLP (256 x 4) |" in table
+    assert set(result["networks"]) == set(digits.NETWORKS)
+    for row in result["networks"].values():
+        assert row["parameters"] > 0 and len(row["teacher"]["fd_ratio"]["values"]) == 2
+        assert set(row["psd"]) == {"1", "2"} and all(v > 0 for v in row["psd"]["1"]["fd_ratio"]["values"])
+    unet, mlp = (result["networks"][name]["train_steps"]["psd"]["mean"] for name in digits.NETWORKS)
+    assert mlp > 0 and unet > 0  # each trained for the budget, whatever steps it reached
+
+
 def test_the_steering_rows_run_end_to_end_and_write_their_tables(tmp_path):
     from benchmarks.steering import STEERING_METHODS
 
