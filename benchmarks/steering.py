@@ -153,8 +153,8 @@ def steering_samplers(
 
 
 def _finetune(base: torch.nn.Module, reward: steer.QuadraticReward, lam: float, target: object, seed: int,
-              c: SteeringConfig, target_base: object) -> tuple[dict, dict]:  # fmt: skip
-    """One-step samples of every fine-tuned map, and each method's fine-tuning seconds (``target_base``: the data's
+              c: SteeringConfig, mixture: object) -> tuple[dict, dict]:  # fmt: skip
+    """One-step samples of every fine-tuned map, and each method's fine-tuning seconds (``mixture``: the data's
     exact mixture, whose log-density the KL-penalised objective needs).
     """
     common = dict(seed=seed, progress=False, cache=False)
@@ -164,7 +164,7 @@ def _finetune(base: torch.nn.Module, reward: steer.QuadraticReward, lam: float, 
         ),  # fmt: skip
         "direct (beta = 1)": steer.finetune(base, reward, lam, "direct", c.finetune_steps, penalty=1.0, **common),
         "KL-penalised": steer.finetune(
-            base, reward, lam, "kl", c.finetune_steps, log_density=target_base.log_prob, lr=c.kl_lr, **common
+            base, reward, lam, "kl", c.finetune_steps, log_density=mixture.log_prob, lr=c.kl_lr, **common
         ),  # fmt: skip
         "reference (exact samples)": steer.finetune(
             base, reward, lam, "reference", c.finetune_steps, target=target, **common

@@ -94,7 +94,8 @@ class ExactPath:
         accurate to about 1e-6 on the book's mixtures. Works for s < t and s > t.
 
         Args:
-            x: points at time ``s``, ``(batch, d)`` or ``(batch, C, H, W)``.
+            x: points at time ``s``, ``(batch, d)`` (or images ``(batch, C, H, W)`` where the velocity takes them,
+                as :class:`GaussianMixture`'s does).
             s: start time, float or ``(batch,)`` tensor in [0, 1].
             t: end time, float or ``(batch,)`` tensor in [0, 1].
             steps_per_unit: RK4 steps per unit of time.
