@@ -26,7 +26,7 @@ from flowlib._answers import call_answer, forbidding, ok
 from flowlib._validate import check_callable
 from flowlib.exact import GaussianMixture, LinearField, tangent_map
 from flowlib.flowmap import FlowMap
-from flowlib.nets import MLP
+from flowlib.nets import MLP, seeded_weights
 
 # ---------------------------------------------------------------------------------------------- chapter 1
 
@@ -360,9 +360,8 @@ def check_ema_update(update: Callable) -> None:
 
 
 def _small_flow_map(seed: int, dim: int = 2) -> torch.nn.Module:
-
-    torch.manual_seed(seed)
-    return FlowMap(MLP(dim, width=32, depth=2, n_times=2)).double()
+    with seeded_weights(seed):
+        return FlowMap(MLP(dim, width=32, depth=2, n_times=2)).double()
 
 
 def _lsd_without_stopgrad(model: torch.nn.Module, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

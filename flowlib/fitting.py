@@ -49,7 +49,7 @@ from flowlib.chapter import default_device
 from flowlib.exact import GaussianMixture
 from flowlib.flowmap import FlowMap, VelocityModel
 from flowlib.interpolants import Interpolant, get_interpolant
-from flowlib.nets import MLP, UNet
+from flowlib.nets import MLP, UNet, seeded_weights
 
 
 @dataclass(frozen=True)
@@ -720,17 +720,22 @@ class FitRecord:
         return f"{self.method}: {self.result}"
 
 
-def _build_model(spec: Method, pool: torch.Tensor, o: FitOptions, device: torch.device) -> nn.Module:
-    """The network for ``pool``'s points: a U-Net for images (``network="auto"`` or ``"unet"``), else an MLP."""
+def _build_model(spec: Method, pool: torch.Tensor, o: FitOptions, device: torch.device, seed: int) -> nn.Module:
+    """The network for ``pool``'s points: a U-Net for images (``network="auto"`` or ``"unet"``), else an MLP.
+
+    The initial weights come from ``seed`` and leave the caller's global random generator where it was (a
+    chapter's later draws do not depend on whether it trained a model).
+    """
     n_times = 1 if spec.kind == "velocity" else 2
     gap = o.gap and n_times == 2
     images = pool.ndim == 4
     if o.network == "unet" and not images:
         raise ValueError(f"network='unet' needs images (N, C, H, W); the data has shape {tuple(pool.shape)}")
-    if o.network == "unet" or (o.network == "auto" and images):
-        net = UNet(pool.shape[1], o.unet_width, o.unet_levels, n_times, o.time_frequencies, gap=gap)
-    else:
-        net = MLP(int(pool[0].numel()), o.width, o.depth, n_times, o.time_frequencies, gap=gap)
+    with seeded_weights(seed):
+        if o.network == "unet" or (o.network == "auto" and images):
+            net = UNet(pool.shape[1], o.unet_width, o.unet_levels, n_times, o.time_frequencies, gap=gap)
+        else:
+            net = MLP(int(pool[0].numel()), o.width, o.depth, n_times, o.time_frequencies, gap=gap)
     return (VelocityModel(net) if n_times == 1 else FlowMap(net, kind=spec.kind)).to(device)
 
 
@@ -773,8 +778,7 @@ def build_model(
     spec, o = METHODS[method], resolve_options(method, options)
     device = _check_device(device) if device is not None else default_device()
     pool = _data_pool(data, 2, seed)  # a name or a mixture: two points are enough to read the shape
-    torch.manual_seed(seed)
-    return _build_model(spec, pool, o, device)
+    return _build_model(spec, pool, o, device, seed)
 
 
 def draw_batch(
@@ -880,8 +884,7 @@ def fit(
     if init is not None:
         key["init"] = _fingerprint(init)
     pool = pool.to(device)
-    torch.manual_seed(seed)
-    model = _build_model(spec, pool, o, device)
+    model = _build_model(spec, pool, o, device, seed)
     if init is not None:
         _start_from(model, init)
     trainee = Trainee(model, target=spec.kind == "consistency")

@@ -23,7 +23,7 @@ import torch
 
 from flowlib import chapter, data, sampling, viz
 from flowlib._validate import as_points, check_choice, check_positive_int
-from flowlib.nets import detached
+from flowlib.nets import detached, seeded_weights
 
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
 
@@ -479,9 +479,9 @@ class DigitsClassifier(torch.nn.Module):
 def _train_classifier(dataset: str) -> DigitsClassifier:
     """Seeded training on ``dataset``'s training images: Adam, batches of 128, light weight decay."""
     generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
     train = data.images(dataset, "train")
-    model = DigitsClassifier(int(train.images[0].numel()))
+    with seeded_weights(0):
+        model = DigitsClassifier(int(train.images[0].numel()))
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
     with torch.enable_grad():  # the first call may come from inside a caller's torch.no_grad()
         for _ in range(CLASSIFIER_EPOCHS[dataset]):
@@ -507,7 +507,8 @@ def image_classifier(dataset: str = "digits") -> DigitsClassifier:
     path = chapter.cache_dir() / f"{dataset}-classifier-v{DIGITS_CLASSIFIER_FORMAT}.pt"
     heldout = data.images(dataset, "heldout")
     if path.exists():
-        model = DigitsClassifier(int(heldout.images[0].numel()))
+        with seeded_weights(0):  # the weights are replaced; the caller's random stream is left alone
+            model = DigitsClassifier(int(heldout.images[0].numel()))
         model.load_state_dict(torch.load(path, weights_only=True))
         model.eval()
     else:

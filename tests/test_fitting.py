@@ -548,6 +548,16 @@ def test_the_printed_training_loop_gives_fits_model_with_the_same_seed():
     assert not all(torch.equal(a, b) for a, b in zip(other.parameters(), by_fit.parameters(), strict=True))
 
 
+def test_fit_and_build_model_leave_the_global_random_stream_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    flowlib.build_model("psd", "checkerboard", seed=5, device="cpu", width=16, depth=1)
+    flowlib.fit("psd", "checkerboard", train_steps=2, seed=5, cache=False, progress=False, device="cpu", width=16,
+                depth=1, pool_size=256)  # fmt: skip
+    assert torch.equal(torch.rand(4), expected)  # before this round, fit reseeded the global generator with its seed
+
+
 def test_build_model_starts_where_fit_starts_and_draw_batch_says_what_it_needs():
     pool = data.sample("checkerboard", 500, seed=0)
     velocity = flowlib.build_model("flow_matching", "checkerboard", seed=1, device="cpu", width=16, depth=1)
