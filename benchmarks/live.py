@@ -129,7 +129,9 @@ def jupyter_server(root: Path, front_end: str = "JupyterLab", timeout: float = 9
     command = [sys.executable, "-m", module, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *flags, "--allow-root"]  # fmt: skip
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_RUNTIME_DIR": str(root / "run")}
-    server = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    log_path = root / "server.log"  # a file, not a pipe: a chatty server can never block on a full pipe
+    log = log_path.open("wb")
+    server = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log,
                               start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + timeout
@@ -140,7 +142,9 @@ def jupyter_server(root: Path, front_end: str = "JupyterLab", timeout: float = 9
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
                     server.kill()
-                    raise RuntimeError(f"{front_end} did not start: {server.stderr.read().decode()[-2000:]}") from None
+                    log.flush()
+                    last = log_path.read_bytes().decode(errors="replace")[-2000:]
+                    raise RuntimeError(f"{front_end} did not start: {last}") from None
                 time.sleep(0.5)
         yield Server(port, token, route)
     finally:
@@ -150,6 +154,7 @@ def jupyter_server(root: Path, front_end: str = "JupyterLab", timeout: float = 9
                 server.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
+        log.close()
 
 
 def run_all_cells(page: object) -> None:
@@ -175,7 +180,7 @@ def round_trip(browser: object, clicks: int = 30, front_end: str = "JupyterLab")
 
 
 def summary(times: list[float]) -> dict:
-    """Median, 95th percentile and slowest of a list of milliseconds."""
+    """How many, median, 95th percentile (nearest rank) and slowest of a list of milliseconds."""
     ordered = sorted(times)
-    return {"clicks": len(ordered), "median_ms": statistics.median(ordered),
+    return {"count": len(ordered), "median_ms": statistics.median(ordered),
             "p95_ms": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], "max_ms": ordered[-1]}  # fmt: skip

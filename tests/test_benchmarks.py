@@ -285,7 +285,7 @@ def test_the_redraw_rows_time_every_explorer_in_chromium_and_write_their_table(t
     assert all(0 < row["payload_bytes"] <= 1_000_000 for row in result["rows"])  # issue 32: each page at most 1 MB
     assert "| median (ms) |" in (tmp_path / "explorer_redraw.md").read_text()
     trips = result["round_trips"]  # the live explorer's kernel round trip, in both front ends
-    assert sorted(trips) == ["JupyterLab", "Notebook 7"] and all(row["clicks"] == 5 for row in trips.values())
+    assert sorted(trips) == ["JupyterLab", "Notebook 7"] and all(row["count"] == 5 for row in trips.values())
     assert all(0 < row["median_ms"] <= row["max_ms"] for row in trips.values())
     assert "click to the kernel's answer drawn" in (tmp_path / "explorer_redraw.md").read_text()
 
