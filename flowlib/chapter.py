@@ -20,6 +20,8 @@ import math
 import os
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -214,3 +216,15 @@ def setup(seed: int = 0, *, threads: int | None = None, style: bool = True) -> C
     if style:
         viz.use_style()
     return ChapterSetup(seed=seed, device=default_device(), smoke=is_smoke(), cache=cache_dir())
+
+
+@contextmanager
+def seeded_weights(seed: int) -> Iterator[None]:
+    """Draw initial weights from the global generator seeded with ``seed``, then put its state back.
+
+    ``with seeded_weights(0): net = MLP(2)`` gives the same weights every time and leaves the caller's random
+    stream where it was (CPU only: the book builds every network on the CPU and moves it afterwards).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -24,9 +24,10 @@ import torch
 from flowlib import data, losses, metrics, ode, residuals, sampling
 from flowlib._answers import call_answer, forbidding, ok
 from flowlib._validate import check_callable
+from flowlib.chapter import seeded_weights
 from flowlib.exact import GaussianMixture, LinearField, tangent_map
 from flowlib.flowmap import FlowMap
-from flowlib.nets import MLP, seeded_weights
+from flowlib.nets import MLP
 
 # ---------------------------------------------------------------------------------------------- chapter 1
 

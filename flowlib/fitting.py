@@ -45,11 +45,11 @@ from torch import nn
 from flowlib import data as datasets
 from flowlib import losses, ode, times, train
 from flowlib._validate import as_points, check_choice, check_positive, check_positive_int, trusted
-from flowlib.chapter import default_device
+from flowlib.chapter import default_device, seeded_weights
 from flowlib.exact import GaussianMixture
 from flowlib.flowmap import FlowMap, VelocityModel
 from flowlib.interpolants import Interpolant, get_interpolant
-from flowlib.nets import MLP, UNet, seeded_weights
+from flowlib.nets import MLP, UNet
 
 
 @dataclass(frozen=True)

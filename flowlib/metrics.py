@@ -23,7 +23,8 @@ import torch
 
 from flowlib import chapter, data, sampling, viz
 from flowlib._validate import as_points, check_choice, check_positive_int
-from flowlib.nets import detached, seeded_weights
+from flowlib.chapter import seeded_weights
+from flowlib.nets import detached
 
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
 

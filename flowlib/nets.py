@@ -17,8 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -239,18 +238,6 @@ def placement(model: nn.Module) -> tuple[torch.dtype, torch.device]:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     parameter = next(model.parameters(), None)
     return (parameter.dtype, parameter.device) if parameter is not None else (torch.float32, torch.device("cpu"))
-
-
-@contextmanager
-def seeded_weights(seed: int) -> Iterator[None]:
-    """Draw initial weights from the global generator seeded with ``seed``, then put its state back.
-
-    ``with seeded_weights(0): net = MLP(2)`` gives the same weights every time and leaves the caller's random
-    stream where it was (CPU only: the book builds every network on the CPU and moves it afterwards).
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def detached(model: nn.Module, method: Callable | None = None) -> Callable[..., torch.Tensor]:
