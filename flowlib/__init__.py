@@ -30,7 +30,7 @@ The benchmark that compares every method at one budget is not part of the librar
 ``benchmarks/`` at the root of the book's repository.
 """
 
-__version__ = "0.9.0"
+__version__ = "0.9.1"
 
 from flowlib.fitting import METHODS, build_model, draw_batch, fit  # noqa: E402  (what chapters and readers call)
 
