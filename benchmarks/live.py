@@ -130,31 +130,35 @@ def jupyter_server(root: Path, front_end: str = "JupyterLab", timeout: float = 9
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *flags, "--allow-root"]  # fmt: skip
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_RUNTIME_DIR": str(root / "run")}
     log_path = root / "server.log"  # a file, not a pipe: a chatty server can never block on a full pipe
-    log = log_path.open("wb")
-    server = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log,
-                              start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    server.kill()
-                    log.flush()
-                    last = log_path.read_bytes().decode(errors="replace")[-2000:]
-                    raise RuntimeError(f"{front_end} did not start: {last}") from None
-                time.sleep(0.5)
-        yield Server(port, token, route)
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                  start_new_session=True)  # fmt: skip
+        try:
+            _wait_for(server, f"http://127.0.0.1:{port}/api/status?token={token}", timeout, front_end, log_path)
+            yield Server(port, token, route)
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
+                try:
+                    server.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(server.pid, signal.SIGKILL)
+
+
+def _wait_for(server: subprocess.Popen, status_url: str, timeout: float, front_end: str, log_path: Path) -> None:
+    """Poll the server's status until it answers; a clear error with its last messages if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(status_url, timeout=2)
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                server.wait()
+                last = log_path.read_bytes().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"{front_end} did not start: {last}") from None
+            time.sleep(0.5)
 
 
 def run_all_cells(page: object) -> None:

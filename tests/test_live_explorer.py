@@ -158,3 +158,12 @@ def test_the_kernel_answers_with_the_map_the_menu_names():
     view.query = {"key": "s", "model": "slow", "x": [0.0, 0.0], "s": 0.0, "t": 0.5, "u": 0.25}
     assert view.answer["end"] == pytest.approx([0.5, 0.5], abs=1e-6)
     assert view.payload["learned_names"] == ["slow", "fast"]
+
+
+def test_a_server_that_cannot_start_fails_with_its_own_last_messages(tmp_path, monkeypatch):
+    # pip stands in for a front end that exits at once, complaining on stderr about the server's options
+    monkeypatch.setitem(live.FRONT_ENDS, "broken", ("pip", [], "lab"))
+    with pytest.raises(RuntimeError, match=r"broken did not start: (?s:.*)no such option"):
+        with live.jupyter_server(tmp_path, "broken", timeout=30):
+            pass
+    assert (tmp_path / "server.log").read_text(), "the server's messages go to a log file in the served folder"
